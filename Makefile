@@ -1,0 +1,28 @@
+# Quick start (Debian/Ubuntu): `make run` serves on 0.0.0.0:8080, `make test` runs
+# every check. Both install missing system packages first (apt-get, as root or sudo).
+
+CARGO ?= cargo
+export RUST_LOG ?= warn
+
+.PHONY: deps run build test lint unit fmt
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --release
+
+run: deps
+	$(CARGO) run --release -- serve
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Integration tests start real servers and real WebRTC peers; one at a time keeps
+# them real-time on a 2-core machine.
+test: deps lint
+	$(CARGO) test --all-targets -- --test-threads=1
+
+fmt:
+	$(CARGO) fmt --all

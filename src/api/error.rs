@@ -1,0 +1,73 @@
+//! The contract's error shape: `{"error": "..."}` with a fitting status, and the
+//! mapping from each module's error enum to a status.
+
+use warp::http::StatusCode;
+use warp::reply::{self, Reply, Response};
+
+use crate::room::{JoinError, LeaveError};
+use crate::rtc::offer::OfferError;
+
+/// An HTTP error response.
+#[derive(Debug)]
+pub struct ApiError {
+    /// Status code.
+    pub status: StatusCode,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+}
+
+impl Reply for ApiError {
+    fn into_response(self) -> Response {
+        reply::with_status(reply::json(&serde_json::json!({ "error": self.message })), self.status).into_response()
+    }
+}
+
+impl From<JoinError> for ApiError {
+    fn from(e: JoinError) -> Self {
+        let status = match &e {
+            JoinError::Offer(OfferError::Malformed(_) | OfferError::NoMedia | OfferError::NoSupportedCodec) => {
+                StatusCode::BAD_REQUEST
+            }
+            JoinError::Negotiation(_) => StatusCode::BAD_REQUEST,
+            JoinError::RoomFull(_) | JoinError::ServerFull(_) | JoinError::ShuttingDown | JoinError::RoomClosed => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            JoinError::Media(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+impl From<LeaveError> for ApiError {
+    fn from(e: LeaveError) -> Self {
+        match e {
+            LeaveError::UnknownParticipant => Self::new(StatusCode::NOT_FOUND, "unknown participant"),
+        }
+    }
+}
+
+/// Turns warp's own rejections (no route, wrong method, ...) into the JSON shape.
+pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
+    let error = if rejection.is_not_found() {
+        ApiError::new(StatusCode::NOT_FOUND, "not found")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+    } else {
+        tracing::debug!(?rejection, "unhandled rejection");
+        ApiError::new(StatusCode::BAD_REQUEST, "bad request")
+    };
+    Ok(error.into_response())
+}

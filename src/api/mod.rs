@@ -1,0 +1,175 @@
+//! The HTTP API (contract v1): warp routes, request validation, and responses.
+
+mod error;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Buf;
+use futures::{Stream, StreamExt};
+use warp::Filter;
+use warp::http::{StatusCode, header};
+use warp::reply::{Reply, Response};
+
+pub use error::ApiError;
+
+use crate::metrics;
+use crate::room::{JoinRequest, ParticipantId, RoomName, Rooms};
+
+/// Longest display name accepted.
+const MAX_NAME_CHARS: usize = 64;
+
+/// Every route of the API, with JSON errors.
+pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let with_rooms = warp::any().map(move || Arc::clone(&rooms));
+
+    let join = warp::post()
+        .and(warp::path!("rooms" / String / "join"))
+        .and(warp::query::<HashMap<String, String>>())
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .and(with_rooms.clone())
+        .then(join);
+    let leave =
+        warp::delete().and(warp::path!("rooms" / String / "participants" / String)).and(with_rooms.clone()).then(leave);
+    let list = warp::get().and(warp::path!("rooms")).and(with_rooms.clone()).then(list_rooms);
+    let state = warp::get().and(warp::path!("rooms" / String)).and(with_rooms.clone()).then(room_state);
+    let health = warp::get()
+        .and(warp::path!("healthz"))
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
+    let metrics = warp::get().and(warp::path!("metrics")).and(with_rooms).then(metrics_text);
+
+    join.or(leave)
+        .unify()
+        .or(list)
+        .unify()
+        .or(state)
+        .unify()
+        .or(health)
+        .unify()
+        .or(metrics)
+        .unify()
+        .recover(error::recover)
+        .unify()
+        .with(warp::trace::request())
+}
+
+fn room_name(room: &str) -> Result<RoomName, ApiError> {
+    RoomName::parse(room).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+fn reply(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(Reply::into_response)
+}
+
+async fn join(
+    room: String,
+    query: HashMap<String, String>,
+    content_type: Option<String>,
+    content_length: Option<u64>,
+    body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin,
+    rooms: Arc<Rooms>,
+) -> Response {
+    reply(join_inner(room, query, content_type, content_length, body, rooms).await)
+}
+
+async fn join_inner(
+    room: String,
+    query: HashMap<String, String>,
+    content_type: Option<String>,
+    content_length: Option<u64>,
+    body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin,
+    rooms: Arc<Rooms>,
+) -> Result<Response, ApiError> {
+    let room = room_name(&room)?;
+    let mime = content_type.as_deref().and_then(|c| c.split(';').next()).map(|m| m.trim().to_ascii_lowercase());
+    if mime.as_deref() != Some("application/sdp") {
+        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/sdp"));
+    }
+    let limit = rooms.context().config.server.max_sdp_bytes;
+    if content_length.is_some_and(|len| len > limit) {
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("SDP offer larger than {limit} bytes")));
+    }
+    let offer = read_limited(body, limit).await?;
+    let name = match query.get("name").map(|n| n.trim()) {
+        Some(n) if n.chars().count() > MAX_NAME_CHARS => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("name longer than {MAX_NAME_CHARS} characters"),
+            ));
+        }
+        Some(n) if n.chars().any(char::is_control) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "name contains control characters"));
+        }
+        Some("") | None => None,
+        Some(n) => Some(n.to_owned()),
+    };
+    let answer = rooms.join(&room, JoinRequest { offer, name }).await?;
+    let location = format!("/rooms/{room}/participants/{}", answer.id);
+    let response = warp::http::Response::builder()
+        .status(StatusCode::CREATED)
+        .header(header::CONTENT_TYPE, "application/sdp")
+        .header(header::LOCATION, location)
+        .body(answer.answer.into())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(response)
+}
+
+/// Reads a body of at most `limit` bytes as UTF-8, whatever its transfer encoding.
+async fn read_limited(
+    mut body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin,
+    limit: u64,
+) -> Result<String, ApiError> {
+    let mut data = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")))?;
+        if (data.len() + chunk.remaining()) as u64 > limit {
+            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("SDP offer larger than {limit} bytes")));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            data.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    String::from_utf8(data).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "SDP offer is not UTF-8"))
+}
+
+async fn leave(room: String, id: String, rooms: Arc<Rooms>) -> Response {
+    reply(
+        async {
+            let room = room_name(&room)?;
+            rooms.leave(&room, ParticipantId::from_path(&id)).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
+}
+
+async fn list_rooms(rooms: Arc<Rooms>) -> Response {
+    warp::reply::json(&rooms.list().await).into_response()
+}
+
+async fn room_state(room: String, rooms: Arc<Rooms>) -> Response {
+    reply(
+        async {
+            let room = room_name(&room)?;
+            let state = rooms.state(&room).await.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown room"))?;
+            Ok(warp::reply::json(&state).into_response())
+        }
+        .await,
+    )
+}
+
+async fn metrics_text(rooms: Arc<Rooms>) -> Response {
+    let (room_count, participants) = rooms.counts().await;
+    warp::reply::with_header(
+        metrics::render(room_count, participants),
+        header::CONTENT_TYPE,
+        "text/plain; version=0.0.4",
+    )
+    .into_response()
+}

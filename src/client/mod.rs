@@ -1,0 +1,218 @@
+//! A synthetic participant: a real webrtc-rs peer that joins through the HTTP API,
+//! sends a generated camera (VP8, GStreamer `videotestsrc`) and a sine tone (Opus),
+//! and decodes what it receives. Used by the integration tests and the load
+//! generator; it is a client of the contract, not of the server's internals.
+
+mod receive;
+mod send;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use webrtc::api::APIBuilder;
+use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::media_engine::MediaEngine;
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::ice::network_type::NetworkType;
+use webrtc::interceptor::registry::Registry;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecParameters, RTPCodecType};
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+use webrtc::track::track_local::TrackLocal;
+use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
+
+pub use receive::{Received, RgbFrame};
+
+use crate::rtc::engine::{OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE, opus_capability, vp8_capability};
+
+/// What a synthetic participant sends and wants.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Display name (`?name=`).
+    pub name: Option<String>,
+    /// Camera colour as 0xRRGGBB (a solid picture), or `None` to send no video.
+    pub video_color: Option<u32>,
+    /// Camera size and rate.
+    pub video_size: (u32, u32, u32),
+    /// Sine tone frequency in Hz, or `None` to send no audio.
+    pub tone_hz: Option<f32>,
+    /// Receive the mix (decode video, decode audio) or only send.
+    pub receive: bool,
+    /// Only use loopback candidates (tests on one machine).
+    pub loopback_only: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            name: None,
+            video_color: Some(0xff0000),
+            video_size: (320, 240, 30),
+            tone_hz: Some(440.0),
+            receive: true,
+            loopback_only: true,
+        }
+    }
+}
+
+/// Why a synthetic participant could not join.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// webrtc-rs failed.
+    #[error("webrtc: {0}")]
+    WebRtc(#[from] webrtc::Error),
+    /// The HTTP request failed.
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The server refused the join.
+    #[error("join refused: {status} {body}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Response body.
+        body: String,
+    },
+    /// GStreamer or Opus failed.
+    #[error("media: {0}")]
+    Media(String),
+}
+
+/// A joined synthetic participant.
+pub struct Client {
+    /// Its peer connection.
+    pub pc: Arc<RTCPeerConnection>,
+    /// `Location` of the participant resource (for DELETE).
+    pub location: String,
+    /// What it has received and decoded so far.
+    pub received: Arc<Received>,
+    base_url: String,
+    senders: Vec<send::SenderHandle>,
+}
+
+impl Client {
+    /// Joins `room` on the server at `base_url` (e.g. `http://127.0.0.1:8080`).
+    pub async fn join(base_url: &str, room: &str, options: ClientOptions) -> Result<Self, ClientError> {
+        crate::media::init().map_err(|e| ClientError::Media(e.to_string()))?;
+        let pc = Arc::new(new_api(options.loopback_only)?.new_peer_connection(RTCConfiguration::default()).await?);
+        let received = Arc::new(Received::default());
+        let direction =
+            if options.receive { RTCRtpTransceiverDirection::Sendrecv } else { RTCRtpTransceiverDirection::Sendonly };
+        let mut senders = Vec::new();
+
+        let media_lines =
+            [(RTPCodecType::Audio, options.tone_hz.is_some()), (RTPCodecType::Video, options.video_color.is_some())];
+        let mut audio_out = None;
+        let mut video_out = None;
+        for (kind, sends) in media_lines {
+            if sends {
+                let capability = if kind == RTPCodecType::Audio { opus_capability() } else { vp8_capability() };
+                let track = Arc::new(TrackLocalStaticSample::new(capability, format!("{kind}"), "synthetic".into()));
+                let t = pc
+                    .add_transceiver_from_track(
+                        Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>,
+                        Some(RTCRtpTransceiverInit { direction, send_encodings: vec![] }),
+                    )
+                    .await?;
+                let slot = if kind == RTPCodecType::Audio { &mut audio_out } else { &mut video_out };
+                *slot = Some((track, t.sender().await));
+            } else if options.receive {
+                pc.add_transceiver_from_kind(
+                    kind,
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Recvonly,
+                        send_encodings: vec![],
+                    }),
+                )
+                .await?;
+            }
+        }
+        if options.receive {
+            receive::attach(&pc, Arc::clone(&received));
+        }
+
+        let offer = pc.create_offer(None).await?;
+        let mut gathered = pc.gathering_complete_promise().await;
+        pc.set_local_description(offer).await?;
+        let _ = tokio::time::timeout(Duration::from_secs(5), gathered.recv()).await;
+        let offer_sdp = pc.local_description().await.map(|d| d.sdp).unwrap_or_default();
+
+        let mut url = format!("{base_url}/rooms/{room}/join");
+        if let Some(name) = &options.name {
+            url.push_str(&format!("?name={name}"));
+        }
+        let response =
+            reqwest::Client::new().post(url).header("content-type", "application/sdp").body(offer_sdp).send().await?;
+        let status = response.status().as_u16();
+        let location = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let body = response.text().await?;
+        if status != 201 {
+            let _ = pc.close().await;
+            return Err(ClientError::Refused { status, body });
+        }
+        pc.set_remote_description(RTCSessionDescription::answer(body)?).await?;
+
+        if let (Some(color), Some((track, sender))) = (options.video_color, video_out) {
+            senders.push(send::start_video(track, sender, color, options.video_size)?);
+        }
+        if let (Some(hz), Some((track, _))) = (options.tone_hz, audio_out) {
+            senders.push(send::start_tone(track, hz)?);
+        }
+        Ok(Self { pc, location, received, base_url: base_url.to_owned(), senders })
+    }
+
+    /// Waits until the peer connection is connected.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if self.pc.connection_state() == RTCPeerConnectionState::Connected {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Leaves with `DELETE` and closes the connection; returns the DELETE status.
+    pub async fn leave(self) -> Result<u16, ClientError> {
+        let status =
+            reqwest::Client::new().delete(format!("{}{}", self.base_url, self.location)).send().await?.status();
+        self.close().await;
+        Ok(status.as_u16())
+    }
+
+    /// Closes the connection without telling the server (like a vanished client
+    /// that still sends a DTLS close).
+    pub async fn close(self) {
+        drop(self.senders);
+        let _ = self.pc.close().await;
+    }
+}
+
+/// A client-side webrtc-rs API: the same codecs as the server, default interceptors.
+fn new_api(loopback_only: bool) -> Result<webrtc::api::API, ClientError> {
+    let mut media = MediaEngine::default();
+    media.register_codec(
+        RTCRtpCodecParameters { capability: opus_capability(), payload_type: OPUS_PAYLOAD_TYPE, ..Default::default() },
+        RTPCodecType::Audio,
+    )?;
+    media.register_codec(
+        RTCRtpCodecParameters { capability: vp8_capability(), payload_type: VP8_PAYLOAD_TYPE, ..Default::default() },
+        RTPCodecType::Video,
+    )?;
+    let registry = register_default_interceptors(Registry::new(), &mut media)?;
+    let mut settings = SettingEngine::default();
+    settings.set_network_types(vec![NetworkType::Udp4]);
+    if loopback_only {
+        settings.set_include_loopback_candidate(true);
+        settings.set_interface_filter(Box::new(|name: &str| name == "lo"));
+    }
+    Ok(APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(settings)
+        .build())
+}

@@ -1,0 +1,208 @@
+//! What a synthetic participant receives: the composite decoded to RGB (the latest
+//! frame is kept) and the audio decoded to PCM (the last seconds are kept).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::track::track_remote::TrackRemote;
+use webrtc::util::{Marshal, MarshalSize};
+
+use crate::media::template::{self, render};
+
+/// Seconds of received audio kept for analysis.
+const AUDIO_KEPT_SAMPLES: usize = 48_000 * 3;
+
+/// A decoded picture.
+#[derive(Clone)]
+pub struct RgbFrame {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    sample: gst::Sample,
+}
+
+impl RgbFrame {
+    /// The colour at `(x, y)` as `[r, g, b]`, averaged over a 9x9 block to ignore
+    /// codec noise.
+    pub fn rgb_at(&self, x: u32, y: u32) -> Option<[u8; 3]> {
+        let buffer = self.sample.buffer()?;
+        let caps = self.sample.caps()?;
+        let info = gst_video::VideoInfo::from_caps(caps).ok()?;
+        let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).ok()?;
+        let stride = frame.plane_stride()[0] as usize;
+        let data = frame.plane_data(0).ok()?;
+        let mut sum = [0u64; 3];
+        let mut n = 0u64;
+        for yy in y.saturating_sub(4)..(y + 5).min(self.height) {
+            for xx in x.saturating_sub(4)..(x + 5).min(self.width) {
+                let i = yy as usize * stride + xx as usize * 3;
+                for c in 0..3 {
+                    sum[c] += u64::from(data[i + c]);
+                }
+                n += 1;
+            }
+        }
+        (n > 0).then(|| [(sum[0] / n) as u8, (sum[1] / n) as u8, (sum[2] / n) as u8])
+    }
+}
+
+/// Everything received so far.
+#[derive(Default)]
+pub struct Received {
+    /// The latest decoded composite frame.
+    pub latest_frame: Mutex<Option<RgbFrame>>,
+    /// Composite frames decoded.
+    pub frames_decoded: AtomicU64,
+    /// Video RTP packets received.
+    pub video_packets: AtomicU64,
+    /// Audio RTP packets received.
+    pub audio_packets: AtomicU64,
+    /// The last seconds of decoded audio (48 kHz mono).
+    pub audio: Mutex<VecDeque<i16>>,
+    pipelines: Mutex<Vec<gst::Pipeline>>,
+}
+
+impl Received {
+    /// The latest composite frame.
+    pub fn frame(&self) -> Option<RgbFrame> {
+        self.latest_frame.lock().ok()?.clone()
+    }
+    /// A copy of the last `samples` audio samples (fewer if not yet received).
+    pub fn recent_audio(&self, samples: usize) -> Vec<i16> {
+        let audio = self.audio.lock().map(|a| a.clone()).unwrap_or_default();
+        let skip = audio.len().saturating_sub(samples);
+        audio.into_iter().skip(skip).collect()
+    }
+    /// Forgets the audio received so far (to analyse only what comes next).
+    pub fn clear_audio(&self) {
+        if let Ok(mut a) = self.audio.lock() {
+            a.clear();
+        }
+    }
+}
+
+impl Drop for Received {
+    fn drop(&mut self) {
+        if let Ok(pipelines) = self.pipelines.lock() {
+            for p in pipelines.iter() {
+                let _ = p.set_state(gst::State::Null);
+            }
+        }
+    }
+}
+
+/// Decodes whatever tracks arrive on `pc` into `received`.
+pub(super) fn attach(pc: &Arc<RTCPeerConnection>, received: Arc<Received>) {
+    let weak_pc = Arc::downgrade(pc);
+    pc.on_track(Box::new(move |track, _, _| {
+        let received = Arc::clone(&received);
+        match track.kind() {
+            RTPCodecType::Video => {
+                if let Err(e) = start_video_decoder(track, received, weak_pc.clone()) {
+                    tracing::warn!(error = %e, "client video decoder");
+                }
+            }
+            RTPCodecType::Audio => {
+                tokio::spawn(decode_audio(track, received));
+            }
+            _ => {}
+        }
+        Box::pin(async {})
+    }));
+}
+
+fn start_video_decoder(
+    track: Arc<TrackRemote>,
+    received: Arc<Received>,
+    pc: std::sync::Weak<RTCPeerConnection>,
+) -> Result<(), String> {
+    let values = HashMap::from([("jitter_ms", "50".to_owned())]);
+    let description = render(template::CLIENT_RECEIVE_VIDEO, &values).map_err(|e| e.to_string())?;
+    let pipeline = gst::parse::launch(&description)
+        .map_err(|e| e.to_string())?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_owned())?;
+    let appsrc = pipeline.by_name("rtp_in").and_then(|e| e.downcast::<gst_app::AppSrc>().ok()).ok_or("no appsrc")?;
+    let appsink =
+        pipeline.by_name("decoded").and_then(|e| e.downcast::<gst_app::AppSink>().ok()).ok_or("no appsink")?;
+    let sink_received = Arc::clone(&received);
+    appsink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let size = sample
+                    .caps()
+                    .and_then(|c| gst_video::VideoInfo::from_caps(c).ok())
+                    .map(|i| (i.width(), i.height()));
+                if let Some((width, height)) = size
+                    && let Ok(mut latest) = sink_received.latest_frame.lock()
+                {
+                    *latest = Some(RgbFrame { width, height, sample });
+                    sink_received.frames_decoded.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    // The decoder's keyframe requests become PLIs to the server.
+    let ssrc = track.ssrc();
+    let (pli_tx, mut pli_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    if let Some(pad) = appsrc.static_pad("src") {
+        pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+            if info.event().is_some_and(|e| gst_video::UpstreamForceKeyUnitEvent::parse(e).is_ok()) {
+                let _ = pli_tx.send(());
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    tokio::spawn(async move {
+        while pli_rx.recv().await.is_some() {
+            let Some(pc) = pc.upgrade() else { break };
+            let _ = pc.write_rtcp(&[Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc })]).await;
+        }
+    });
+    pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
+    if let Ok(mut p) = received.pipelines.lock() {
+        p.push(pipeline);
+    }
+    tokio::spawn(async move {
+        while let Ok((packet, _)) = track.read_rtp().await {
+            received.video_packets.fetch_add(1, Ordering::Relaxed);
+            let len = packet.marshal_size();
+            if let Ok(mut buffer) = gst::Buffer::with_size(len) {
+                if let Some(b) = buffer.get_mut()
+                    && let Ok(mut map) = b.map_writable()
+                {
+                    let _ = packet.marshal_to(map.as_mut_slice());
+                }
+                let _ = appsrc.push_buffer(buffer);
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn decode_audio(track: Arc<TrackRemote>, received: Arc<Received>) {
+    let Ok(mut decoder) = opus::Decoder::new(48_000, opus::Channels::Mono) else { return };
+    let mut pcm = vec![0i16; 5760];
+    while let Ok((packet, _)) = track.read_rtp().await {
+        received.audio_packets.fetch_add(1, Ordering::Relaxed);
+        if let Ok(n) = decoder.decode(&packet.payload, &mut pcm, false)
+            && let Ok(mut audio) = received.audio.lock()
+        {
+            audio.extend(&pcm[..n]);
+            let excess = audio.len().saturating_sub(AUDIO_KEPT_SAMPLES);
+            audio.drain(..excess);
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! What a synthetic participant sends: a VP8 test pattern and a sine tone, in real time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use webrtc::media::Sample;
+use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
+use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
+
+use super::ClientError;
+use crate::media::template::{self, render};
+
+/// Stops a sender when dropped.
+pub(super) enum SenderHandle {
+    Video(gst::Pipeline),
+    Tone(Arc<AtomicBool>),
+}
+
+impl Drop for SenderHandle {
+    fn drop(&mut self) {
+        match self {
+            SenderHandle::Video(p) => {
+                let _ = p.set_state(gst::State::Null);
+            }
+            SenderHandle::Tone(stop) => stop.store(true, Ordering::SeqCst),
+        }
+    }
+}
+
+/// Starts a solid-colour camera; PLI/FIR from the server force a keyframe.
+pub(super) fn start_video(
+    track: Arc<TrackLocalStaticSample>,
+    sender: Arc<RTCRtpSender>,
+    color: u32,
+    (width, height, fps): (u32, u32, u32),
+) -> Result<SenderHandle, ClientError> {
+    let values = HashMap::from([
+        ("pattern", "solid-color".to_owned()),
+        ("color", format!("0x{:08x}", 0xff00_0000 | color)),
+        ("width", width.to_string()),
+        ("height", height.to_string()),
+        ("fps", fps.to_string()),
+        ("bitrate_bps", "300000".to_owned()),
+        ("keyframe_max_dist", (fps * 4).to_string()),
+    ]);
+    let description = render(template::CLIENT_SEND_VIDEO, &values).map_err(|e| ClientError::Media(e.to_string()))?;
+    let pipeline = gst::parse::launch(&description)
+        .map_err(|e| ClientError::Media(e.to_string()))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| ClientError::Media("not a pipeline".into()))?;
+    let appsink = pipeline
+        .by_name("encoded")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| ClientError::Media("no appsink".into()))?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Bytes, Duration)>(16);
+    let period = Duration::from_nanos(1_000_000_000 / u64::from(fps));
+    appsink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if let Some(buffer) = sample.buffer_owned()
+                    && let Ok(map) = buffer.into_mapped_buffer_readable()
+                {
+                    let _ = tx.try_send((Bytes::from_owner(map), period));
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    tokio::spawn(async move {
+        while let Some((data, duration)) = rx.recv().await {
+            let _ = track.write_sample(&Sample { data, duration, ..Default::default() }).await;
+        }
+    });
+    let weak = pipeline.downgrade();
+    tokio::spawn(async move {
+        while let Ok((packets, _)) = sender.read_rtcp().await {
+            let keyframe = packets.iter().any(|p| {
+                p.as_any().downcast_ref::<PictureLossIndication>().is_some()
+                    || p.as_any().downcast_ref::<FullIntraRequest>().is_some()
+            });
+            if keyframe
+                && let Some(pipeline) = weak.upgrade()
+                && let Some(sink) = pipeline.by_name("encoded")
+            {
+                sink.send_event(gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build());
+            }
+        }
+    });
+    pipeline.set_state(gst::State::Playing).map_err(|e| ClientError::Media(e.to_string()))?;
+    Ok(SenderHandle::Video(pipeline))
+}
+
+/// Starts a sine tone at `hz`, Opus-encoded in 20 ms frames on its own thread.
+pub(super) fn start_tone(track: Arc<TrackLocalStaticSample>, hz: f32) -> Result<SenderHandle, ClientError> {
+    let mut encoder = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Audio)
+        .map_err(|e| ClientError::Media(e.to_string()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name(format!("tone-{hz}"))
+        .spawn(move || {
+            let mut pcm = [0i16; 960];
+            let mut out = [0u8; 1500];
+            let mut phase = 0f64;
+            let step = std::f64::consts::TAU * f64::from(hz) / 48_000.0;
+            let mut next = Instant::now();
+            while !stopped.load(Ordering::SeqCst) {
+                for s in pcm.iter_mut() {
+                    *s = (phase.sin() * 8000.0) as i16;
+                    phase = (phase + step) % std::f64::consts::TAU;
+                }
+                if let Ok(n) = encoder.encode(&pcm, &mut out) {
+                    let sample = Sample {
+                        data: Bytes::copy_from_slice(&out[..n]),
+                        duration: Duration::from_millis(20),
+                        ..Default::default()
+                    };
+                    let _ = runtime.block_on(track.write_sample(&sample));
+                }
+                next += Duration::from_millis(20);
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        })
+        .map_err(|e| ClientError::Media(e.to_string()))?;
+    Ok(SenderHandle::Tone(stop))
+}

@@ -1,0 +1,14 @@
+//! A WebRTC MCU: every participant sends one stream over one peer connection and gets
+//! one back — the grid composite of everyone's video and a mix-minus of everyone
+//! else's audio — whatever the size of the conference.
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod layout;
+pub mod media;
+pub mod metrics;
+pub mod room;
+pub mod rtc;
+pub mod server;

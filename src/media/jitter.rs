@@ -1,0 +1,202 @@
+//! Audio jitter buffer: reorders RTP packets by sequence number and hands the mixer
+//! one packet per playout step, telling it when a packet is lost (so the decoder can
+//! conceal it) and when the stream has run dry (so the source is silent).
+//!
+//! Pure logic: the mixer's 20 ms tick is the only clock. The buffer fills to
+//! `target_depth` packets before playing (absorbing network jitter), re-buffers after
+//! an underrun, and drops the oldest packets when the sender's clock runs faster than
+//! ours and the depth creeps above `max_depth`.
+
+use std::collections::BTreeMap;
+
+/// What the mixer gets for one playout step.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Playout<T> {
+    /// The next packet in sequence.
+    Packet(T),
+    /// The next packet is missing but later ones arrived: conceal one frame.
+    Lost,
+    /// Nothing to play (not started yet, or ran dry): the source is silent.
+    Silent,
+}
+
+/// Reordering buffer keyed by extended (unwrapped) RTP sequence number.
+#[derive(Debug)]
+pub struct JitterBuffer<T> {
+    packets: BTreeMap<u64, T>,
+    /// Extended sequence number the next playout step wants; `None` before the
+    /// first packet.
+    next_seq: Option<u64>,
+    /// Highest extended sequence number seen; the reference for unwrapping.
+    highest: Option<u64>,
+    /// Packets buffered before playout starts (and restarts after an underrun).
+    target_depth: usize,
+    /// Depth above which the oldest packets are dropped (sender clock drift, bursts).
+    max_depth: usize,
+    playing: bool,
+}
+
+impl<T> JitterBuffer<T> {
+    /// A buffer that starts playing at `target_depth` packets and never holds more
+    /// than `max_depth`.
+    pub fn new(target_depth: usize, max_depth: usize) -> Self {
+        let target_depth = target_depth.max(1);
+        Self {
+            packets: BTreeMap::new(),
+            next_seq: None,
+            highest: None,
+            target_depth,
+            max_depth: max_depth.max(target_depth + 1),
+            playing: false,
+        }
+    }
+
+    /// Number of packets waiting.
+    pub fn depth(&self) -> usize {
+        self.packets.len()
+    }
+
+    /// Inserts a packet. Late packets (already played or concealed) and duplicates are
+    /// dropped; returns whether the packet was kept.
+    pub fn push(&mut self, seq: u16, packet: T) -> bool {
+        let ext = self.unwrap_seq(seq);
+        if self.next_seq.is_some_and(|next| ext < next) || self.packets.contains_key(&ext) {
+            return false;
+        }
+        self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
+        self.packets.insert(ext, packet);
+        while self.packets.len() > self.max_depth {
+            // Drift or a burst: drop the oldest until back at the target depth.
+            while self.packets.len() > self.target_depth {
+                self.packets.pop_first();
+            }
+            self.next_seq = self.packets.keys().next().copied();
+        }
+        true
+    }
+
+    /// The next playout step.
+    pub fn pop(&mut self) -> Playout<T> {
+        if !self.playing {
+            if self.packets.len() < self.target_depth {
+                return Playout::Silent;
+            }
+            self.playing = true;
+            if self.next_seq.is_none_or(|next| self.packets.keys().next().is_some_and(|&k| k > next)) {
+                // Fresh start or a long outage: start at the oldest buffered packet
+                // rather than concealing the whole gap.
+                self.next_seq = self.packets.keys().next().copied();
+            }
+        }
+        let Some(next) = self.next_seq else {
+            return Playout::Silent;
+        };
+        if let Some(packet) = self.packets.remove(&next) {
+            self.next_seq = Some(next + 1);
+            return Playout::Packet(packet);
+        }
+        if self.packets.is_empty() {
+            // Underrun: go quiet and re-buffer; the gap is not concealed forever.
+            self.playing = false;
+            return Playout::Silent;
+        }
+        self.next_seq = Some(next + 1);
+        Playout::Lost
+    }
+
+    /// Maps a 16-bit sequence number to the 64-bit one closest to the highest seen.
+    fn unwrap_seq(&self, seq: u16) -> u64 {
+        let Some(highest) = self.highest else {
+            // Start away from zero so that early reordering cannot underflow.
+            return (1 << 32) + u64::from(seq);
+        };
+        let base = highest & !0xffff;
+        let candidates = [base.wrapping_sub(0x1_0000), base, base + 0x1_0000];
+        candidates
+            .into_iter()
+            .map(|b| b + u64::from(seq))
+            .min_by_key(|&c| c.abs_diff(highest))
+            .unwrap_or(base + u64::from(seq))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(jb: &mut JitterBuffer<u16>, steps: usize) -> Vec<Playout<u16>> {
+        (0..steps).map(|_| jb.pop()).collect()
+    }
+
+    #[test]
+    fn buffers_to_target_depth_then_plays_in_order() {
+        let mut jb = JitterBuffer::new(3, 10);
+        jb.push(10, 10);
+        assert_eq!(jb.pop(), Playout::Silent);
+        jb.push(12, 12);
+        jb.push(11, 11);
+        assert_eq!(
+            drain(&mut jb, 4),
+            vec![Playout::Packet(10), Playout::Packet(11), Playout::Packet(12), Playout::Silent]
+        );
+    }
+
+    #[test]
+    fn a_missing_packet_is_reported_lost_when_later_ones_wait() {
+        let mut jb = JitterBuffer::new(2, 10);
+        for s in [1u16, 2, 4, 5] {
+            jb.push(s, s);
+        }
+        assert_eq!(
+            drain(&mut jb, 5),
+            vec![Playout::Packet(1), Playout::Packet(2), Playout::Lost, Playout::Packet(4), Playout::Packet(5)]
+        );
+    }
+
+    #[test]
+    fn late_and_duplicate_packets_are_dropped() {
+        let mut jb = JitterBuffer::new(1, 10);
+        assert!(jb.push(5, 5));
+        assert!(!jb.push(5, 5));
+        assert_eq!(jb.pop(), Playout::Packet(5));
+        assert!(!jb.push(4, 4), "already played past 4");
+        assert!(jb.push(6, 6));
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let mut jb = JitterBuffer::new(2, 10);
+        for s in [65534u16, 65535, 0, 1] {
+            jb.push(s, s);
+        }
+        assert_eq!(
+            drain(&mut jb, 4),
+            vec![Playout::Packet(65534), Playout::Packet(65535), Playout::Packet(0), Playout::Packet(1)]
+        );
+    }
+
+    #[test]
+    fn underrun_rebuffers_and_resumes_at_the_oldest_packet() {
+        let mut jb = JitterBuffer::new(2, 10);
+        jb.push(1, 1);
+        jb.push(2, 2);
+        assert_eq!(drain(&mut jb, 3), vec![Playout::Packet(1), Playout::Packet(2), Playout::Silent]);
+        // Sender resumes after a pause of 50 packets: no 50 frames of concealment.
+        jb.push(53, 53);
+        assert_eq!(jb.pop(), Playout::Silent);
+        jb.push(54, 54);
+        assert_eq!(drain(&mut jb, 2), vec![Playout::Packet(53), Playout::Packet(54)]);
+    }
+
+    #[test]
+    fn depth_is_bounded_when_the_sender_runs_fast() {
+        let mut jb = JitterBuffer::new(2, 5);
+        for s in 0u16..20 {
+            jb.push(s, s);
+            assert!(jb.depth() <= 5);
+        }
+        // Playout continues from the newest packets kept.
+        let first = jb.pop();
+        assert!(matches!(first, Playout::Packet(s) if s >= 15), "{first:?}");
+    }
+}

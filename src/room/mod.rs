@@ -1,0 +1,172 @@
+//! Rooms: each one a task owning its participants, its mixers and its layout; the
+//! registry finds or creates them. Everything else talks to a room by message.
+
+mod participant;
+mod registry;
+mod task;
+
+pub use registry::{Rooms, ServerContext};
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// A validated room name (`^[A-Za-z0-9_-]{1,64}$`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomName(String);
+
+/// A room name did not match the contract's pattern.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("room names are 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'")]
+pub struct InvalidRoomName;
+
+impl RoomName {
+    /// Validates `name`.
+    pub fn parse(name: &str) -> Result<Self, InvalidRoomName> {
+        let valid =
+            (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if valid { Ok(Self(name.to_owned())) } else { Err(InvalidRoomName) }
+    }
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoomName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A participant's id: opaque, unique, cheap to clone (it tags every audio packet).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ParticipantId(Arc<str>);
+
+impl ParticipantId {
+    fn new() -> Self {
+        Self(Arc::from(uuid::Uuid::new_v4().simple().to_string()))
+    }
+    /// Wraps an id taken from a URL.
+    pub fn from_path(id: &str) -> Self {
+        Self(Arc::from(id))
+    }
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
+    }
+}
+
+impl fmt::Display for ParticipantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What `GET /rooms/{room}` shows of a participant.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ParticipantInfo {
+    /// Id, as in the join's `Location`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Publishes audio.
+    pub audio: bool,
+    /// Publishes video.
+    pub video: bool,
+}
+
+/// What `GET /rooms/{room}` shows.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RoomState {
+    /// Room name.
+    pub room: String,
+    /// Layout name (`grid`).
+    pub layout: &'static str,
+    /// The running recording, if any.
+    pub recording: Option<serde_json::Value>,
+    /// Participants in join order.
+    pub participants: Vec<ParticipantInfo>,
+}
+
+/// What `GET /rooms` shows of a room.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RoomSummary {
+    /// Room name.
+    pub room: String,
+    /// Participant count.
+    pub participants: usize,
+    /// Whether it is being recorded.
+    pub recording: bool,
+}
+
+/// A join request, validated by the API.
+#[derive(Debug)]
+pub struct JoinRequest {
+    /// The SDP offer.
+    pub offer: String,
+    /// Display name, if given.
+    pub name: Option<String>,
+}
+
+/// A successful join.
+#[derive(Debug)]
+pub struct JoinAnswer {
+    /// The new participant.
+    pub id: ParticipantId,
+    /// The SDP answer.
+    pub answer: String,
+}
+
+/// Why a join failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The offer is unusable.
+    #[error(transparent)]
+    Offer(#[from] crate::rtc::offer::OfferError),
+    /// webrtc-rs could not answer the offer.
+    #[error("{0}")]
+    Negotiation(String),
+    /// The room has `max_participants_per_room` participants.
+    #[error("room is full ({0} participants)")]
+    RoomFull(usize),
+    /// The server hosts `max_rooms` rooms.
+    #[error("server is full ({0} rooms)")]
+    ServerFull(usize),
+    /// The server is shutting down.
+    #[error("server is shutting down")]
+    ShuttingDown,
+    /// The room's media could not be set up.
+    #[error("media setup failed: {0}")]
+    Media(String),
+    /// The room closed while the request was queued (retried internally).
+    #[error("room closed")]
+    RoomClosed,
+}
+
+/// Why a leave failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LeaveError {
+    /// No such participant in that room (or no such room).
+    #[error("unknown participant")]
+    UnknownParticipant,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names_follow_the_contract() {
+        for ok in ["a", "Room_1", "x-y-z", &"a".repeat(64)] {
+            assert!(RoomName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "has space", "dot.dot", "../etc", "é", &"a".repeat(65), "a/b"] {
+            assert_eq!(RoomName::parse(bad), Err(InvalidRoomName), "{bad}");
+        }
+    }
+}

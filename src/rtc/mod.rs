@@ -1,0 +1,6 @@
+//! webrtc-rs glue: the shared API (composition root), SDP offer inspection, and peer
+//! connection setup.
+
+pub mod engine;
+pub mod offer;
+pub mod peer;

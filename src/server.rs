@@ -1,0 +1,101 @@
+//! Runs the server: builds the WebRTC stack, binds HTTP, serves until shutdown, then
+//! closes every room.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::room::{Rooms, ServerContext};
+use crate::rtc::engine::{EngineError, RtcEngine};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The WebRTC stack could not be set up.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// GStreamer is missing or broken.
+    #[error(transparent)]
+    Media(#[from] crate::media::MediaError),
+    /// The HTTP address could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        reason: String,
+    },
+}
+
+/// A started server.
+pub struct RunningServer {
+    /// The HTTP address actually bound.
+    pub http_addr: SocketAddr,
+    /// The media UDP port actually bound.
+    pub udp_port: u16,
+    /// The rooms (for in-process embedding and tests).
+    pub rooms: Arc<Rooms>,
+    serve: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, closes every room, waits for the HTTP server to finish.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        self.rooms.shutdown(Duration::from_secs(8)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.serve).await;
+    }
+}
+
+/// Starts the server; returns once it accepts connections.
+pub async fn start(config: Config) -> Result<RunningServer, ServeError> {
+    config.validate()?;
+    crate::media::init()?;
+    let engine = RtcEngine::build(&config.rtc).await?;
+    let udp_port = engine.udp_port;
+    let listen = config.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| ServeError::Listen { addr: listen, reason: e.to_string() })?;
+    let http_addr = listener.local_addr().map_err(|e| ServeError::Listen { addr: listen, reason: e.to_string() })?;
+    let rooms = Rooms::new(Arc::new(ServerContext { config, engine }));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let routes = crate::api::routes(Arc::clone(&rooms));
+    let serve = tokio::spawn(
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async move {
+                let _ = stopped.await;
+            })
+            .run(),
+    );
+    Ok(RunningServer { http_addr, udp_port, rooms, serve, stop })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,171 @@
+//! Helpers for integration tests: the real server binary on loopback, metrics,
+//! colour and tone checks.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcu::client::{Client, ClientOptions, RgbFrame};
+use rustfft::FftPlanner;
+use rustfft::num_complex::Complex;
+
+/// The `mcu` binary, started as a user would, on loopback with a port chosen by the OS.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl Server {
+    /// Starts the server with the test defaults plus `extra_toml` (merged by section).
+    pub fn start(extra_toml: &str) -> Server {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let path = dir.join(format!("mcu-test-{}-{}.toml", std::process::id(), rand_suffix()));
+        let config = format!("[rtc]\ninclude_loopback = true\ninterfaces = [\"lo\"]\n{extra_toml}\n",);
+        std::fs::write(&path, config).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mcu"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .env("MCU_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,webrtc=error".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn mcu");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("server printed its listening line");
+        let url = line.strip_prefix("listening on ").expect("listening line format").to_owned();
+        Server { child, url }
+    }
+
+    /// Joins `room` with a synthetic participant.
+    pub async fn join(&self, room: &str, options: ClientOptions) -> Client {
+        Client::join(&self.url, room, options).await.expect("join")
+    }
+
+    /// GET a JSON document.
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = reqwest::get(format!("{}{path}", self.url)).await.expect("GET");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// The live-resource gauges.
+    pub async fn metrics(&self) -> HashMap<String, f64> {
+        let text = reqwest::get(format!("{}/metrics", self.url)).await.expect("metrics").text().await.unwrap();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                Some((k.to_owned(), v.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Process id, to signal it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// Options for a participant sending a solid colour and a tone.
+pub fn publisher(name: &str, color: u32, tone_hz: f32) -> ClientOptions {
+    ClientOptions { name: Some(name.into()), video_color: Some(color), tone_hz: Some(tone_hz), ..Default::default() }
+}
+
+/// Whether `rgb` is within a codec's tolerance of `expected` (0xRRGGBB).
+pub fn color_matches(rgb: [u8; 3], expected: u32) -> bool {
+    let want = [(expected >> 16) as u8, (expected >> 8) as u8, expected as u8];
+    rgb.iter().zip(want).all(|(&got, want)| got.abs_diff(want) <= 60)
+}
+
+/// Checks every `(x, y, colour)` on `frame`; returns the first mismatch.
+pub fn check_pixels(frame: &RgbFrame, expected: &[(u32, u32, u32)]) -> Result<(), String> {
+    for &(x, y, color) in expected {
+        let got = frame.rgb_at(x, y).ok_or("pixel read failed")?;
+        if !color_matches(got, color) {
+            return Err(format!("at ({x},{y}) expected #{color:06x}, got {got:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Polls `check` every 200 ms until it returns Ok or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let result = check().await;
+        if result.is_ok() || tokio::time::Instant::now() >= deadline {
+            return result;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Magnitude of the strongest FFT bin within 5 Hz of `hz` (Hann window), relative to
+/// the strongest bin in the whole 100..4000 Hz band.
+pub fn tone_levels(pcm: &[i16], tones: &[f32]) -> Vec<f64> {
+    let n = pcm.len();
+    let mut buf: Vec<Complex<f64>> = pcm
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let w = 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / (n - 1) as f64).cos();
+            Complex::new(f64::from(s) * w, 0.0)
+        })
+        .collect();
+    let fft = FftPlanner::new().plan_fft_forward(n);
+    fft.process(&mut buf);
+    let bin_hz = 48_000.0 / n as f64;
+    let peak_near = |hz: f64, width: f64| -> f64 {
+        let lo = ((hz - width) / bin_hz).floor().max(0.0) as usize;
+        let hi = ((hz + width) / bin_hz).ceil() as usize;
+        buf[lo..=hi.min(n / 2)].iter().map(|c| c.norm()).fold(0.0, f64::max)
+    };
+    let band_peak = peak_near(2050.0, 1950.0).max(1.0);
+    tones.iter().map(|&hz| peak_near(f64::from(hz), 5.0) / band_peak).collect()
+}
+
+/// Shared handle type for clients kept across awaits.
+pub type Shared<T> = Arc<T>;
