@@ -2,7 +2,7 @@
 # every check. Both install missing system packages first (apt-get, as root or sudo).
 
 CARGO ?= cargo
-export RUST_LOG ?= warn
+export RUST_LOG ?= warn,warp=error
 
 .PHONY: deps run build test lint unit fmt
 

@@ -51,7 +51,9 @@ fn load_config(args: &ServeArgs) -> Result<Config, mcu::config::ConfigError> {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,webrtc=warn")))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            EnvFilter::new("info,webrtc=error,webrtc_ice=error,webrtc_dtls=error,webrtc_srtp=error,warp=error")
+        }))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

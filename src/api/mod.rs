@@ -24,8 +24,9 @@ const MAX_NAME_CHARS: usize = 64;
 pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let with_rooms = warp::any().map(move || Arc::clone(&rooms));
 
-    let join = warp::post()
-        .and(warp::path!("rooms" / String / "join"))
+    // Paths before methods, so an unknown path is 404 and a known one 405.
+    let join = warp::path!("rooms" / String / "join")
+        .and(warp::post())
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::header::optional::<u64>("content-length"))
@@ -33,13 +34,13 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .and(with_rooms.clone())
         .then(join);
     let leave =
-        warp::delete().and(warp::path!("rooms" / String / "participants" / String)).and(with_rooms.clone()).then(leave);
-    let list = warp::get().and(warp::path!("rooms")).and(with_rooms.clone()).then(list_rooms);
-    let state = warp::get().and(warp::path!("rooms" / String)).and(with_rooms.clone()).then(room_state);
-    let health = warp::get()
-        .and(warp::path!("healthz"))
+        warp::path!("rooms" / String / "participants" / String).and(warp::delete()).and(with_rooms.clone()).then(leave);
+    let list = warp::path!("rooms").and(warp::get()).and(with_rooms.clone()).then(list_rooms);
+    let state = warp::path!("rooms" / String).and(warp::get()).and(with_rooms.clone()).then(room_state);
+    let health = warp::path!("healthz")
+        .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
-    let metrics = warp::get().and(warp::path!("metrics")).and(with_rooms).then(metrics_text);
+    let metrics = warp::path!("metrics").and(warp::get()).and(with_rooms).then(metrics_text);
 
     join.or(leave)
         .unify()

@@ -246,13 +246,14 @@ impl Drop for VideoMixer {
         for key in keys {
             self.remove_input(&key);
         }
-        let _ = self.pipeline.set_state(gst::State::Null);
+        // Stop the bus thread first: a bus drops messages once the pipeline is NULL.
         if let Some(bus) = self.pipeline.bus() {
             let _ = bus.post(gst::message::Application::new(gst::Structure::new_empty("mcu-stop")));
         }
         if let Some(t) = self.bus_thread.take() {
             let _ = t.join();
         }
+        let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
 
