@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, check_pixels, eventually, publisher};
+use common::{Server, publisher, wait_for_pixels};
 use mcu::layout::grid_cells;
 
 const RED: u32 = 0xff0000;
@@ -27,12 +27,7 @@ async fn the_grid_reflows_when_a_participant_leaves() {
     let mut three = grid_expectation(&[RED, GREEN, BLUE]);
     three.push((960, 540, BLACK));
     for c in [&red, &green] {
-        let received = c.received.clone();
-        let r = eventually(Duration::from_secs(20), || {
-            let (received, three) = (received.clone(), three.clone());
-            async move { check_pixels(&received.frame().ok_or("no frame")?, &three) }
-        })
-        .await;
+        let r = wait_for_pixels(c, &three, Duration::from_secs(20)).await;
         assert!(r.is_ok(), "3-party grid: {r:?}");
     }
 
@@ -43,12 +38,7 @@ async fn the_grid_reflows_when_a_participant_leaves() {
     let mut two = grid_expectation(&[RED, GREEN]);
     two.extend([(320, 540, RED), (960, 540, GREEN), (320, 20, BLACK), (960, 700, BLACK)]);
     for c in [&red, &green] {
-        let received = c.received.clone();
-        let r = eventually(Duration::from_secs(10), || {
-            let (received, two) = (received.clone(), two.clone());
-            async move { check_pixels(&received.frame().ok_or("no frame")?, &two) }
-        })
-        .await;
+        let r = wait_for_pixels(c, &two, Duration::from_secs(10)).await;
         assert!(r.is_ok(), "2-party grid after leave: {r:?}");
     }
     let (_, state) = server.get_json("/rooms/reflow").await;

@@ -184,6 +184,22 @@ impl Client {
         Ok(status.as_u16())
     }
 
+    /// Stops sending video (the track stays negotiated, packets stop: a stalled camera).
+    pub fn stop_video(&mut self) {
+        self.senders.retain(|s| !matches!(s, send::SenderHandle::Video(_)));
+    }
+
+    /// Asks the server for a keyframe of the composite (RTCP PLI on the received
+    /// video track); returns false before the track arrived.
+    pub async fn request_keyframe(&self) -> bool {
+        let Some(ssrc) = self.received.video_ssrc() else { return false };
+        let pli = webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc: ssrc,
+        };
+        self.pc.write_rtcp(&[Box::new(pli)]).await.is_ok()
+    }
+
     /// Closes the connection without telling the server (like a vanished client
     /// that still sends a DTLS close).
     pub async fn close(self) {

@@ -67,8 +67,12 @@ pub struct Received {
     pub video_packets: AtomicU64,
     /// Audio RTP packets received.
     pub audio_packets: AtomicU64,
+    /// VP8 keyframes received (counted from the RTP payload, before decoding).
+    pub keyframes: AtomicU64,
     /// The last seconds of decoded audio (48 kHz mono).
     pub audio: Mutex<VecDeque<i16>>,
+    /// SSRC of the composite track, once it arrived.
+    video_ssrc: Mutex<Option<u32>>,
     pipelines: Mutex<Vec<gst::Pipeline>>,
 }
 
@@ -82,6 +86,10 @@ impl Received {
         let audio = self.audio.lock().map(|a| a.clone()).unwrap_or_default();
         let skip = audio.len().saturating_sub(samples);
         audio.into_iter().skip(skip).collect()
+    }
+    /// SSRC of the composite track, once it arrived.
+    pub fn video_ssrc(&self) -> Option<u32> {
+        *self.video_ssrc.lock().ok()?
     }
     /// Forgets the audio received so far (to analyse only what comes next).
     pub fn clear_audio(&self) {
@@ -156,6 +164,9 @@ fn start_video_decoder(
     );
     // The decoder's keyframe requests become PLIs to the server.
     let ssrc = track.ssrc();
+    if let Ok(mut s) = received.video_ssrc.lock() {
+        *s = Some(ssrc);
+    }
     let (pli_tx, mut pli_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     if let Some(pad) = appsrc.static_pad("src") {
         pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
@@ -178,6 +189,9 @@ fn start_video_decoder(
     tokio::spawn(async move {
         while let Ok((packet, _)) = track.read_rtp().await {
             received.video_packets.fetch_add(1, Ordering::Relaxed);
+            if starts_vp8_keyframe(&packet.payload) {
+                received.keyframes.fetch_add(1, Ordering::Relaxed);
+            }
             let len = packet.marshal_size();
             if let Ok(mut buffer) = gst::Buffer::with_size(len) {
                 if let Some(b) = buffer.get_mut()
@@ -192,6 +206,34 @@ fn start_video_decoder(
     Ok(())
 }
 
+/// Whether an RTP payload (RFC 7741) is the first packet of a VP8 keyframe.
+pub fn starts_vp8_keyframe(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else { return false };
+    let start_of_partition = first & 0x10 != 0;
+    let partition_zero = first & 0x07 == 0;
+    if !start_of_partition || !partition_zero {
+        return false;
+    }
+    let mut offset = 1;
+    if first & 0x80 != 0 {
+        let Some(&ext) = payload.get(1) else { return false };
+        offset = 2;
+        if ext & 0x80 != 0 {
+            // Picture ID: 7 or 15 bits.
+            let Some(&pid) = payload.get(offset) else { return false };
+            offset += if pid & 0x80 != 0 { 2 } else { 1 };
+        }
+        if ext & 0x40 != 0 {
+            offset += 1; // TL0PICIDX
+        }
+        if ext & 0x30 != 0 {
+            offset += 1; // TID/KEYIDX
+        }
+    }
+    // VP8 frame tag: bit 0 is 0 for a keyframe.
+    payload.get(offset).is_some_and(|&tag| tag & 0x01 == 0)
+}
+
 async fn decode_audio(track: Arc<TrackRemote>, received: Arc<Received>) {
     let Ok(mut decoder) = opus::Decoder::new(48_000, opus::Channels::Mono) else { return };
     let mut pcm = vec![0i16; 5760];
@@ -204,5 +246,23 @@ async fn decode_audio(track: Arc<TrackRemote>, received: Arc<Received>) {
             let excess = audio.len().saturating_sub(AUDIO_KEPT_SAMPLES);
             audio.drain(..excess);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::starts_vp8_keyframe;
+
+    #[test]
+    fn recognises_vp8_keyframe_start() {
+        // S=1, PID=0, no extension; frame tag bit 0 = 0 (keyframe) / 1 (delta).
+        assert!(starts_vp8_keyframe(&[0x10, 0x50, 0x01]));
+        assert!(!starts_vp8_keyframe(&[0x10, 0x51, 0x01]));
+        // Continuation packet.
+        assert!(!starts_vp8_keyframe(&[0x00, 0x50]));
+        // X=1 with 15-bit picture id (I=1, M=1): tag at offset 4.
+        assert!(starts_vp8_keyframe(&[0x90, 0x80, 0x81, 0x23, 0x50]));
+        assert!(!starts_vp8_keyframe(&[0x90, 0x80, 0x81, 0x23, 0x51]));
+        assert!(!starts_vp8_keyframe(&[]));
     }
 }

@@ -143,6 +143,16 @@ where
     }
 }
 
+/// Waits until `client`'s latest composite frame shows every `(x, y, colour)`.
+pub async fn wait_for_pixels(client: &Client, expected: &[(u32, u32, u32)], timeout: Duration) -> Result<(), String> {
+    let received = client.received.clone();
+    eventually(timeout, || {
+        let received = received.clone();
+        async move { check_pixels(&received.frame().ok_or("no frame decoded yet")?, expected) }
+    })
+    .await
+}
+
 /// Magnitude of the strongest FFT bin within 5 Hz of `hz` (Hann window), relative to
 /// the strongest bin in the whole 100..4000 Hz band.
 pub fn tone_levels(pcm: &[i16], tones: &[f32]) -> Vec<f64> {
