@@ -11,7 +11,7 @@ pub mod mix;
 pub mod template;
 pub mod video;
 
-use std::sync::Once;
+use std::sync::OnceLock;
 
 /// Why a media resource could not be built or changed.
 #[derive(Debug, thiserror::Error)]
@@ -35,17 +35,6 @@ pub enum MediaError {
 
 /// Initialises GStreamer once per process; later calls return the first result.
 pub fn init() -> Result<(), MediaError> {
-    static ONCE: Once = Once::new();
-    static mut RESULT: Option<String> = None;
-    ONCE.call_once(|| {
-        if let Err(e) = gstreamer::init() {
-            // SAFETY: written once inside call_once, read only after it completed.
-            unsafe { RESULT = Some(e.to_string()) };
-        }
-    });
-    // SAFETY: call_once above has completed, so RESULT is no longer written.
-    match unsafe { (*std::ptr::addr_of!(RESULT)).clone() } {
-        Some(e) => Err(MediaError::Init(e)),
-        None => Ok(()),
-    }
+    static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
+    RESULT.get_or_init(|| gstreamer::init().map_err(|e| e.to_string())).clone().map_err(MediaError::Init)
 }

@@ -233,11 +233,6 @@ impl VideoMixer {
             sink.send_event(event);
         }
     }
-
-    /// Number of compositor request pads in use by publishers (excludes the clock).
-    pub fn input_count(&self) -> usize {
-        self.compositor.num_sink_pads() as usize - 1
-    }
 }
 
 impl Drop for VideoMixer {

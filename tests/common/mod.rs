@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use mcu::client::{Client, ClientOptions, RgbFrame};
@@ -176,6 +175,3 @@ pub fn tone_levels(pcm: &[i16], tones: &[f32]) -> Vec<f64> {
     let band_peak = peak_near(2050.0, 1950.0).max(1.0);
     tones.iter().map(|&hz| peak_near(f64::from(hz), 5.0) / band_peak).collect()
 }
-
-/// Shared handle type for clients kept across awaits.
-pub type Shared<T> = Arc<T>;
