@@ -4,10 +4,16 @@
 CARGO ?= cargo
 export RUST_LOG ?= warn,warp=error
 
-.PHONY: deps run build test lint unit fmt
+.PHONY: deps test-deps run build test lint unit fmt
 
 deps:
 	@bash scripts/install-deps.sh
+
+# Everything the tests use: ffmpeg/gst-discoverer (recordings), Chromium and
+# playwright-core (browser end-to-end), coturn (TURN relay test).
+test-deps: deps
+	@bash scripts/install-deps.sh test browser turn
+	@test -d tests/browser/node_modules/playwright-core || npm ci --prefix tests/browser --no-audit --no-fund
 
 build: deps
 	$(CARGO) build --release
@@ -21,7 +27,7 @@ lint: deps
 
 # Integration tests start real servers and real WebRTC peers; one at a time keeps
 # them real-time on a 2-core machine.
-test: deps lint
+test: test-deps lint
 	$(CARGO) test --all-targets -- --test-threads=1
 
 fmt:

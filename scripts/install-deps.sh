@@ -14,7 +14,7 @@ EXTRA_PKGS=()
 for group in "$@"; do
   case "$group" in
     build) ;;
-    test) EXTRA_PKGS+=(ffmpeg) ;;
+    test) EXTRA_PKGS+=(ffmpeg gstreamer1.0-plugins-base-apps python3-yaml) ;;
     browser) EXTRA_PKGS+=(chromium nodejs npm) ;;
     turn) EXTRA_PKGS+=(coturn) ;;
     *) echo "install-deps: unknown group '$group'" >&2; exit 2 ;;

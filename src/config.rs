@@ -19,7 +19,30 @@ pub struct Config {
     pub rtc: RtcConfig,
     /// Where recordings go.
     pub recording: RecordingConfig,
+    /// Access control: tokens and browser origins.
+    pub auth: AuthConfig,
+    /// TURN servers handed to clients.
+    pub turn: TurnConfig,
 }
+
+/// Every environment variable the server reads (the contract's and this server's
+/// own); the deployment files must use exactly these.
+pub const ENV_VARS: &[&str] = &[
+    "MCU_LISTEN",
+    "MCU_CONFIG",
+    "MCU_UDP_PORT",
+    "MCU_PUBLIC_IP",
+    "MCU_RECORDINGS_DIR",
+    "MCU_RECORD_ALL",
+    "MCU_AUTH_SECRET",
+    "MCU_TURN_URLS",
+    "MCU_TURN_SECRET",
+    "MCU_TURN_TTL",
+    "MCU_CORS_ORIGINS",
+    "MCU_MAX_ROOMS",
+    "MCU_MAX_PARTICIPANTS",
+    "MCU_JOIN_RATE_PER_MIN",
+];
 
 /// HTTP listener and per-server limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +58,12 @@ pub struct ServerConfig {
     pub max_sdp_bytes: u64,
     /// How long a join may take to negotiate before it fails, in milliseconds.
     pub join_timeout_ms: u64,
+    /// Joins one client IP may make per minute (`MCU_JOIN_RATE_PER_MIN`); 0 disables
+    /// the limit.
+    pub join_rate_per_min: u32,
+    /// Serve the web client from this directory instead of the copy embedded in the
+    /// binary: edit the page and reload, without rebuilding.
+    pub web_dir: Option<PathBuf>,
 }
 
 /// The mixed output.
@@ -93,6 +122,62 @@ pub struct RtcConfig {
 pub struct RecordingConfig {
     /// Directory recordings are written to (`MCU_RECORDINGS_DIR`).
     pub dir: PathBuf,
+    /// Record every room from its first join until it empties (`MCU_RECORD_ALL`).
+    pub auto: bool,
+}
+
+/// Access control.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret of join and management tokens (`MCU_AUTH_SECRET`); unset means
+    /// the server is open to anyone who can reach it.
+    pub secret: Option<String>,
+    /// Origins allowed to call the API from other sites' pages (`MCU_CORS_ORIGINS`,
+    /// comma-separated; `*` for any). Empty: same-origin only.
+    pub cors_origins: Vec<String>,
+}
+
+/// TURN (RFC 8656) servers for clients behind restrictive NATs.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// `turn:`, `turns:` and `stun:` URIs handed to clients (`MCU_TURN_URLS`).
+    pub urls: Vec<String>,
+    /// Secret shared with the TURN server's `static-auth-secret` (`MCU_TURN_SECRET`).
+    pub secret: Option<String>,
+    /// Lifetime of the credentials handed out, in seconds (`MCU_TURN_TTL`).
+    pub ttl_s: u64,
+}
+
+/// Secrets never appear in logs or debug output.
+fn redacted(secret: &Option<String>) -> &'static str {
+    if secret.is_some() { "Some(<redacted>)" } else { "None" }
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("secret", &redacted(&self.secret))
+            .field("cors_origins", &self.cors_origins)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TurnConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnConfig")
+            .field("urls", &self.urls)
+            .field("secret", &redacted(&self.secret))
+            .field("ttl_s", &self.ttl_s)
+            .finish()
+    }
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        Self { urls: Vec::new(), secret: None, ttl_s: 86_400 }
+    }
 }
 
 impl Default for ServerConfig {
@@ -103,6 +188,8 @@ impl Default for ServerConfig {
             max_participants_per_room: 16,
             max_sdp_bytes: 64 * 1024,
             join_timeout_ms: 10_000,
+            join_rate_per_min: 30,
+            web_dir: None,
         }
     }
 }
@@ -140,7 +227,7 @@ impl Default for RtcConfig {
 
 impl Default for RecordingConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("./recordings") }
+        Self { dir: PathBuf::from("./recordings"), auto: false }
     }
 }
 
@@ -152,6 +239,8 @@ impl Default for Config {
             media: MediaConfig::default(),
             rtc: RtcConfig::default(),
             recording: RecordingConfig::default(),
+            auth: AuthConfig::default(),
+            turn: TurnConfig::default(),
         }
     }
 }
@@ -224,7 +313,47 @@ impl Config {
         if let Some(v) = get("MCU_RECORDINGS_DIR") {
             self.recording.dir = PathBuf::from(v);
         }
+        if let Some(v) = get("MCU_RECORD_ALL") {
+            self.recording.auto = parse_bool("MCU_RECORD_ALL", v)?;
+        }
+        if let Some(v) = get("MCU_AUTH_SECRET") {
+            self.auth.secret = non_empty(v);
+        }
+        if let Some(v) = get("MCU_CORS_ORIGINS") {
+            self.auth.cors_origins = comma_list(&v);
+        }
+        if let Some(v) = get("MCU_TURN_URLS") {
+            self.turn.urls = comma_list(&v);
+        }
+        if let Some(v) = get("MCU_TURN_SECRET") {
+            self.turn.secret = non_empty(v);
+        }
+        if let Some(v) = get("MCU_TURN_TTL") {
+            self.turn.ttl_s = parse("MCU_TURN_TTL", v)?;
+        }
+        if let Some(v) = get("MCU_MAX_ROOMS") {
+            self.server.max_rooms = parse("MCU_MAX_ROOMS", v)?;
+        }
+        if let Some(v) = get("MCU_MAX_PARTICIPANTS") {
+            self.server.max_participants_per_room = parse("MCU_MAX_PARTICIPANTS", v)?;
+        }
+        if let Some(v) = get("MCU_JOIN_RATE_PER_MIN") {
+            self.server.join_rate_per_min = parse("MCU_JOIN_RATE_PER_MIN", v)?;
+        }
         Ok(())
+    }
+
+    /// The configuration as TOML with secrets replaced, for `mcu config`.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        let hide = |s: &mut Option<String>| {
+            if s.is_some() {
+                *s = Some("<redacted>".into());
+            }
+        };
+        hide(&mut shown.auth.secret);
+        hide(&mut shown.turn.secret);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
     /// Checks ranges that serde cannot express.
@@ -259,12 +388,39 @@ impl Config {
         if s.max_sdp_bytes == 0 || s.max_sdp_bytes > 64 * 1024 {
             return invalid("server.max_sdp_bytes must be within 1 .. 65536");
         }
+        for url in &self.turn.urls {
+            if !["turn:", "turns:", "stun:"].iter().any(|scheme| url.starts_with(scheme)) {
+                return Err(ConfigError::Invalid(format!("turn.urls: {url:?} is not a turn:, turns: or stun: URI")));
+            }
+        }
+        if self.turn.urls.iter().any(|u| !u.starts_with("stun:")) && self.turn.secret.is_none() {
+            return invalid("turn.urls has TURN servers but turn.secret (MCU_TURN_SECRET) is not set");
+        }
+        if self.turn.ttl_s == 0 {
+            return invalid("turn.ttl_s must be positive");
+        }
         let r = &self.rtc;
         if r.ice_failed_timeout_ms < r.ice_disconnected_timeout_ms {
             return invalid("rtc.ice_failed_timeout_ms must not be below rtc.ice_disconnected_timeout_ms");
         }
         Ok(())
     }
+}
+
+fn parse_bool(name: &'static str, value: String) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(ConfigError::Env { name, value, reason: "expected true or false".into() }),
+    }
+}
+
+fn non_empty(value: String) -> Option<String> {
+    if value.trim().is_empty() { None } else { Some(value) }
+}
+
+fn comma_list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 #[cfg(test)]
@@ -309,6 +465,40 @@ mod tests {
         assert!(c.validate().is_err());
         let mut c = Config::default();
         c.media.keyframe_min_interval_ms = 1500;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn operation_variables_are_read() {
+        let env: HashMap<&str, &str> = [
+            ("MCU_RECORD_ALL", "true"),
+            ("MCU_AUTH_SECRET", "s3cret"),
+            ("MCU_CORS_ORIGINS", "https://a.example, https://b.example"),
+            ("MCU_TURN_URLS", "turn:203.0.113.7:3478?transport=udp,stun:203.0.113.7:3478"),
+            ("MCU_TURN_SECRET", "turnsecret"),
+            ("MCU_TURN_TTL", "600"),
+            ("MCU_MAX_ROOMS", "3"),
+            ("MCU_MAX_PARTICIPANTS", "5"),
+            ("MCU_JOIN_RATE_PER_MIN", "7"),
+        ]
+        .into();
+        let mut c = Config::default();
+        c.apply_env(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        c.validate().unwrap();
+        assert!(c.recording.auto);
+        assert_eq!(c.auth.secret.as_deref(), Some("s3cret"));
+        assert_eq!(c.auth.cors_origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(c.turn.urls.len(), 2);
+        assert_eq!((c.turn.ttl_s, c.server.max_rooms, c.server.max_participants_per_room), (600, 3, 5));
+        assert_eq!(c.server.join_rate_per_min, 7);
+        let shown = c.to_redacted_toml();
+        assert!(!shown.contains("s3cret") && !shown.contains("turnsecret"), "{shown}");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        // An empty secret means no secret.
+        c.apply_env(|k| (k == "MCU_AUTH_SECRET").then(String::new)).unwrap();
+        assert_eq!(c.auth.secret, None);
+        // TURN without its secret cannot hand out credentials.
+        c.turn.secret = None;
         assert!(c.validate().is_err());
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod layout;
 pub mod media;
 pub mod metrics;
+pub mod recordings;
 pub mod room;
 pub mod rtc;
 pub mod server;

@@ -61,7 +61,7 @@ fn main() -> ExitCode {
     match command {
         Command::Config(args) => match load_config(&args) {
             Ok(config) => {
-                print!("{}", toml::to_string_pretty(&config).unwrap_or_default());
+                print!("{}", config.to_redacted_toml());
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -38,10 +38,12 @@ pub static AUDIO_SOURCES: Gauge = Gauge::new();
 pub static PEER_CONNECTIONS: Gauge = Gauge::new();
 /// Tasks reading a remote track.
 pub static TRACK_READERS: Gauge = Gauge::new();
+/// Recordings being written.
+pub static RECORDINGS: Gauge = Gauge::new();
 
 /// Renders the gauges in the Prometheus text format.
 pub fn render(rooms: usize, participants: usize) -> String {
-    let gauges: [(&str, &str, i64); 8] = [
+    let gauges: [(&str, &str, i64); 9] = [
         ("mcu_rooms", "Rooms with at least one participant", rooms as i64),
         ("mcu_participants", "Participants in all rooms", participants as i64),
         ("mcu_pipelines", "Live room media pipelines", PIPELINES.get()),
@@ -50,6 +52,7 @@ pub fn render(rooms: usize, participants: usize) -> String {
         ("mcu_audio_sources", "Live audio decoders in mixers", AUDIO_SOURCES.get()),
         ("mcu_peer_connections", "Peer connections not yet closed", PEER_CONNECTIONS.get()),
         ("mcu_track_readers", "Tasks reading remote tracks", TRACK_READERS.get()),
+        ("mcu_recordings", "Recordings being written", RECORDINGS.get()),
     ];
     let mut out = String::new();
     for (name, help, value) in gauges {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::recordings::RecordingStore;
 use crate::room::{Rooms, ServerContext};
 use crate::rtc::engine::{EngineError, RtcEngine};
 
@@ -63,7 +64,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServeError> {
         .await
         .map_err(|e| ServeError::Listen { addr: listen, reason: e.to_string() })?;
     let http_addr = listener.local_addr().map_err(|e| ServeError::Listen { addr: listen, reason: e.to_string() })?;
-    let rooms = Rooms::new(Arc::new(ServerContext { config, engine }));
+    let recordings = RecordingStore::new(config.recording.dir.clone());
+    let rooms = Rooms::new(Arc::new(ServerContext { config, engine, recordings }));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let routes = crate::api::routes(Arc::clone(&rooms));
     let serve = tokio::spawn(

@@ -4,7 +4,7 @@
 use warp::http::StatusCode;
 use warp::reply::{self, Reply, Response};
 
-use crate::room::{JoinError, LeaveError};
+use crate::room::{JoinError, LeaveError, RecordingError};
 use crate::rtc::offer::OfferError;
 
 /// An HTTP error response.
@@ -53,9 +53,33 @@ impl From<LeaveError> for ApiError {
     }
 }
 
+impl From<RecordingError> for ApiError {
+    fn from(e: RecordingError) -> Self {
+        let status = match &e {
+            RecordingError::UnknownRoom | RecordingError::NotRecording => StatusCode::NOT_FOUND,
+            RecordingError::AlreadyRecording => StatusCode::CONFLICT,
+            RecordingError::Store(_) | RecordingError::Media(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+/// An [`ApiError`] raised inside a filter chain, answered as is by [`recover`].
+#[derive(Debug)]
+struct Rejected(ApiError);
+
+impl warp::reject::Reject for Rejected {}
+
+/// Rejects the request with `error` (for filters that must reject, not reply).
+pub fn rejection(error: ApiError) -> warp::Rejection {
+    warp::reject::custom(Rejected(error))
+}
+
 /// Turns warp's own rejections (no route, wrong method, ...) into the JSON shape.
 pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
-    let error = if rejection.is_not_found() {
+    let error = if let Some(Rejected(e)) = rejection.find::<Rejected>() {
+        ApiError::new(e.status, e.message.clone())
+    } else if rejection.is_not_found() {
         ApiError::new(StatusCode::NOT_FOUND, "not found")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")

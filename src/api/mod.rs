@@ -1,6 +1,7 @@
 //! The HTTP API (contract v1): warp routes, request validation, and responses.
 
 mod error;
+mod web;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -22,6 +23,8 @@ const MAX_NAME_CHARS: usize = 64;
 
 /// Every route of the API, with JSON errors.
 pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let web_dir = rooms.context().config.server.web_dir.clone();
+    let recordings_dir = rooms.context().recordings.dir().to_owned();
     let with_rooms = warp::any().map(move || Arc::clone(&rooms));
 
     // Paths before methods, so an unknown path is 404 and a known one 405.
@@ -32,25 +35,49 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
         .and(with_rooms.clone())
-        .then(join);
-    let leave =
-        warp::path!("rooms" / String / "participants" / String).and(warp::delete()).and(with_rooms.clone()).then(leave);
-    let list = warp::path!("rooms").and(warp::get()).and(with_rooms.clone()).then(list_rooms);
-    let state = warp::path!("rooms" / String).and(warp::get()).and(with_rooms.clone()).then(room_state);
+        .then(join)
+        .boxed();
+    let leave = warp::path!("rooms" / String / "participants" / String)
+        .and(warp::delete())
+        .and(with_rooms.clone())
+        .then(leave)
+        .boxed();
+    let list = warp::path!("rooms").and(warp::get()).and(with_rooms.clone()).then(list_rooms).boxed();
+    let state = warp::path!("rooms" / String).and(warp::get()).and(with_rooms.clone()).then(room_state).boxed();
     let health = warp::path!("healthz")
         .and(warp::get())
-        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
-    let metrics = warp::path!("metrics").and(warp::get()).and(with_rooms).then(metrics_text);
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response())
+        .boxed();
+    let recording = warp::path!("rooms" / String / "recording");
+    let start_recording = recording.and(warp::post()).and(with_rooms.clone()).then(start_recording).boxed();
+    let stop_recording = recording.and(warp::delete()).and(with_rooms.clone()).then(stop_recording).boxed();
+    let list_recordings =
+        warp::path!("recordings").and(warp::get()).and(with_rooms.clone()).then(list_recordings).boxed();
+    let download = warp::path("recordings")
+        .and(warp::path::peek())
+        .and_then(|tail: warp::path::Peek| async move {
+            if crate::recordings::is_recording_name(tail.as_str()) {
+                Ok(())
+            } else {
+                Err(error::rejection(ApiError::new(StatusCode::BAD_REQUEST, "invalid recording file name")))
+            }
+        })
+        .untuple_one()
+        .and(warp::fs::dir(recordings_dir))
+        .map(Reply::into_response)
+        .boxed();
+    let metrics = warp::path!("metrics").and(warp::get()).and(with_rooms).then(metrics_text).boxed();
 
-    join.or(leave)
+    let conference = join.or(leave).unify().or(list).unify().or(state).unify().boxed();
+    let recordings =
+        start_recording.or(stop_recording).unify().or(list_recordings).unify().or(download).unify().boxed();
+    let operations = health.or(metrics).unify().boxed();
+    conference
+        .or(recordings)
         .unify()
-        .or(list)
+        .or(operations)
         .unify()
-        .or(state)
-        .unify()
-        .or(health)
-        .unify()
-        .or(metrics)
+        .or(web::routes(web_dir))
         .unify()
         .recover(error::recover)
         .unify()
@@ -163,6 +190,38 @@ async fn room_state(room: String, rooms: Arc<Rooms>) -> Response {
         }
         .await,
     )
+}
+
+async fn start_recording(room: String, rooms: Arc<Rooms>) -> Response {
+    reply(
+        async {
+            let room = room_name(&room)?;
+            let started = rooms.start_recording(&room).await?;
+            Ok(warp::reply::with_status(warp::reply::json(&started), StatusCode::CREATED).into_response())
+        }
+        .await,
+    )
+}
+
+async fn stop_recording(room: String, rooms: Arc<Rooms>) -> Response {
+    reply(
+        async {
+            let room = room_name(&room)?;
+            let stopped = rooms.stop_recording(&room).await?;
+            Ok(warp::reply::json(&stopped).into_response())
+        }
+        .await,
+    )
+}
+
+async fn list_recordings(rooms: Arc<Rooms>) -> Response {
+    let store = rooms.context().recordings.clone();
+    let listed = tokio::task::spawn_blocking(move || store.list()).await;
+    match listed {
+        Ok(Ok(files)) => warp::reply::json(&files).into_response(),
+        Ok(Err(e)) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "listing failed").into_response(),
+    }
 }
 
 async fn metrics_text(rooms: Arc<Rooms>) -> Response {

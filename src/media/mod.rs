@@ -8,6 +8,7 @@ pub mod audio;
 pub mod jitter;
 pub mod keyframe;
 pub mod mix;
+pub mod recorder;
 pub mod template;
 pub mod video;
 

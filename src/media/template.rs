@@ -9,6 +9,10 @@ pub const VIDEO_DECODE_VP8: &str = include_str!("../../pipelines/video-decode-vp
 pub const VIDEO_COMPOSITE: &str = include_str!("../../pipelines/video-composite.pipeline");
 /// The default shared VP8 encoder.
 pub const VIDEO_ENCODE_VP8: &str = include_str!("../../pipelines/video-encode-vp8.pipeline");
+/// A recording of the room's mix (composite + full audio mix) to WebM.
+pub const RECORD_WEBM: &str = include_str!("../../pipelines/record-webm.pipeline");
+/// A recording of an audio-only room to WebM.
+pub const RECORD_WEBM_AUDIO: &str = include_str!("../../pipelines/record-webm-audio.pipeline");
 /// A synthetic participant's camera (tests, load generator).
 pub const CLIENT_SEND_VIDEO: &str = include_str!("../../pipelines/client-send-video.pipeline");
 /// A synthetic participant's decoder for the composite it receives.

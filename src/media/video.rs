@@ -31,6 +31,10 @@ pub struct EncodedFrame {
     pub duration: Duration,
     /// Whether receivers can start decoding here.
     pub keyframe: bool,
+    /// When the frame's content was captured (its pipeline running time made
+    /// absolute), on GStreamer's monotonic system clock: lines video up with audio in
+    /// recordings.
+    pub captured_ns: u64,
 }
 
 /// Where encoded frames go; called on a GStreamer streaming thread, must not block.
@@ -112,11 +116,15 @@ impl VideoMixer {
                             _ => frame_period,
                         };
                         last_pts = buffer.pts();
+                        let captured_ns = match (sink.base_time(), buffer.pts()) {
+                            (Some(base), Some(pts)) => (base + pts).nseconds(),
+                            _ => 0,
+                        };
                         let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
                         let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
                             return Ok(gst::FlowSuccess::Ok);
                         };
-                        frames(EncodedFrame { data: Bytes::from_owner(mapped), duration, keyframe });
+                        frames(EncodedFrame { data: Bytes::from_owner(mapped), duration, keyframe, captured_ns });
                         Ok(gst::FlowSuccess::Ok)
                     }
                 })

@@ -148,6 +148,55 @@ pub enum JoinError {
     RoomClosed,
 }
 
+/// A recording that just started.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RecordingStarted {
+    /// Recording id.
+    pub id: String,
+    /// File name in the recordings directory.
+    pub file: String,
+    /// The room recorded.
+    pub room: String,
+    /// Whether it has video (an audio-only room records audio only).
+    pub video: bool,
+    /// Start, Unix milliseconds.
+    pub started_at_ms: u64,
+}
+
+/// A recording that just ended.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RecordingStopped {
+    /// File name in the recordings directory.
+    pub file: String,
+    /// Media duration written.
+    pub duration_ms: u64,
+    /// File size.
+    pub bytes: u64,
+    /// Why writing stopped early, if it did (e.g. disk full).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Why a recording could not be started or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    /// No such room.
+    #[error("unknown room")]
+    UnknownRoom,
+    /// The room is being recorded already.
+    #[error("room is already being recorded")]
+    AlreadyRecording,
+    /// The room is not being recorded.
+    #[error("room is not being recorded")]
+    NotRecording,
+    /// The recordings directory is unusable.
+    #[error(transparent)]
+    Store(#[from] crate::recordings::StoreError),
+    /// The recording pipeline failed.
+    #[error("recording failed: {0}")]
+    Media(String),
+}
+
 /// Why a leave failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LeaveError {

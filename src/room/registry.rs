@@ -10,8 +10,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::task::{JoinOutcome, RoomCommand, RoomTask};
-use super::{JoinAnswer, JoinError, JoinRequest, LeaveError, ParticipantId, RoomName, RoomState, RoomSummary};
+use super::{
+    JoinAnswer, JoinError, JoinRequest, LeaveError, ParticipantId, RecordingError, RecordingStarted, RecordingStopped,
+    RoomName, RoomState, RoomSummary,
+};
 use crate::config::Config;
+use crate::recordings::RecordingStore;
 use crate::rtc::engine::RtcEngine;
 
 /// What every room shares: configuration and the WebRTC stack.
@@ -20,6 +24,8 @@ pub struct ServerContext {
     pub config: Config,
     /// The one WebRTC API.
     pub engine: RtcEngine,
+    /// Where recordings are written.
+    pub recordings: RecordingStore,
 }
 
 /// A running room's mailbox.
@@ -134,6 +140,22 @@ impl Rooms {
         let (reply, rx) = oneshot::channel();
         sender.send(RoomCommand::State { reply }).await.ok()?;
         rx.await.ok()
+    }
+
+    /// Starts recording a room's mix.
+    pub async fn start_recording(&self, room: &RoomName) -> Result<RecordingStarted, RecordingError> {
+        let sender = self.sender(room).ok_or(RecordingError::UnknownRoom)?;
+        let (reply, rx) = oneshot::channel();
+        sender.send(RoomCommand::StartRecording { reply }).await.map_err(|_| RecordingError::UnknownRoom)?;
+        rx.await.unwrap_or(Err(RecordingError::UnknownRoom))
+    }
+
+    /// Stops a room's recording and finalizes the file.
+    pub async fn stop_recording(&self, room: &RoomName) -> Result<RecordingStopped, RecordingError> {
+        let sender = self.sender(room).ok_or(RecordingError::NotRecording)?;
+        let (reply, rx) = oneshot::channel();
+        sender.send(RoomCommand::StopRecording { reply }).await.map_err(|_| RecordingError::NotRecording)?;
+        rx.await.unwrap_or(Err(RecordingError::NotRecording))
     }
 
     /// Every room, by name.

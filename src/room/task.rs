@@ -17,9 +17,13 @@ use webrtc::util::{Marshal, MarshalSize};
 
 use super::participant::Participant;
 use super::registry::{Rooms, ServerContext};
-use super::{JoinAnswer, JoinError, JoinRequest, LeaveError, ParticipantId, RoomName, RoomState};
+use super::{
+    JoinAnswer, JoinError, JoinRequest, LeaveError, ParticipantId, RecordingError, RecordingStarted, RecordingStopped,
+    RoomName, RoomState,
+};
 use crate::media::audio::{AudioCommand, AudioMixer, AudioMixerConfig, AudioOutput, FRAME_DURATION};
 use crate::media::keyframe::KeyframePolicy;
+use crate::media::recorder::{Recorder, VideoFormat};
 use crate::media::video::{EncodedFrame, FrameSink, VideoInput, VideoMixer};
 use crate::metrics::{self, GaugeGuard};
 use crate::rtc::engine::{opus_capability, vp8_capability};
@@ -38,6 +42,12 @@ pub(super) enum RoomCommand {
     },
     State {
         reply: oneshot::Sender<RoomState>,
+    },
+    StartRecording {
+        reply: oneshot::Sender<Result<RecordingStarted, RecordingError>>,
+    },
+    StopRecording {
+        reply: oneshot::Sender<Result<RecordingStopped, RecordingError>>,
     },
     /// Server shutdown: close every peer and stop.
     Close,
@@ -67,6 +77,16 @@ struct RoomMedia {
     /// The full mix for receivers who do not publish audio.
     shared_audio_track: Arc<TrackLocalStaticSample>,
     shared_audio_registered: bool,
+    /// The running recording, if any.
+    recording: Option<ActiveRecording>,
+    /// The recorder the composite's frames also go to, set while recording video.
+    video_tap: Arc<std::sync::Mutex<Option<Arc<Recorder>>>>,
+}
+
+/// A recording in progress.
+struct ActiveRecording {
+    started: RecordingStarted,
+    recorder: Arc<Recorder>,
 }
 
 pub(super) struct RoomTask {
@@ -78,10 +98,15 @@ pub(super) struct RoomTask {
     participants: Vec<Participant>,
     events: mpsc::UnboundedSender<RoomEvent>,
     composite_keyframes: KeyframePolicy,
+    /// Whether `recording.auto` already started (or tried to start) this room's
+    /// recording: a recording stopped by hand stays stopped.
+    auto_recording_tried: bool,
 }
 
 /// Id of the mixer listener feeding the shared full-mix track.
 const SHARED_MIX: &str = "*shared-mix";
+/// Id of the mixer listener feeding a recording (the full mix, shared encode).
+const RECORDING_MIX: &str = "*recording";
 
 impl RoomTask {
     pub fn spawn(
@@ -101,6 +126,7 @@ impl RoomTask {
             participants: Vec::new(),
             events,
             composite_keyframes: KeyframePolicy::new(keyframe_interval),
+            auto_recording_tried: false,
         };
         tokio::spawn(task.run(commands, events_rx))
     }
@@ -143,10 +169,22 @@ impl RoomTask {
                 RoomCommand::Leave { reply, .. } => {
                     let _ = reply.send(Err(LeaveError::UnknownParticipant));
                 }
+                RoomCommand::StartRecording { reply } => {
+                    let _ = reply.send(Err(RecordingError::UnknownRoom));
+                }
+                RoomCommand::StopRecording { reply } => {
+                    let _ = reply.send(Err(RecordingError::NotRecording));
+                }
                 RoomCommand::State { .. } | RoomCommand::Close => {}
             }
         }
         if let Some(mut m) = media {
+            // The recording is finalized before anything else goes: it is the one
+            // thing that outlives the room.
+            if let Some(active) = self.detach_recording(&mut m) {
+                let stopped = finalize(active).await;
+                tracing::info!(room = %self.name, file = stopped.file, duration_ms = stopped.duration_ms, "recording finalized");
+            }
             while !self.participants.is_empty() {
                 self.remove_participant(0, "room closing", &mut m);
             }
@@ -180,6 +218,8 @@ impl RoomTask {
                 "mcu-mix".into(),
             )),
             shared_audio_registered: false,
+            recording: None,
+            video_tap: Arc::new(std::sync::Mutex::new(None)),
         })
     }
 
@@ -189,7 +229,11 @@ impl RoomTask {
             return Ok(());
         }
         let (tx, mut rx) = mpsc::channel::<EncodedFrame>(16);
-        let sink: FrameSink = Arc::new(move |frame| {
+        let tap = Arc::clone(&media.video_tap);
+        let sink: FrameSink = Arc::new(move |frame: EncodedFrame| {
+            if let Some(recorder) = tap.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                recorder.push_video(frame.captured_ns, &frame.data, frame.duration, frame.keyframe);
+            }
             // Full means the network side is stalled: drop rather than block GStreamer.
             let _ = tx.try_send(frame);
         });
@@ -215,6 +259,12 @@ impl RoomTask {
                 if let Err(e) = &result {
                     tracing::info!(room = %self.name, error = %e, "join failed");
                 }
+                if result.is_ok() && self.ctx.config.recording.auto && !self.auto_recording_tried {
+                    self.auto_recording_tried = true;
+                    if let Err(e) = self.start_recording(media) {
+                        tracing::error!(room = %self.name, error = %e, "cannot start automatic recording");
+                    }
+                }
                 let _ = reply.send(JoinOutcome::Done(result));
             }
             RoomCommand::Leave { id, reply } => {
@@ -231,10 +281,24 @@ impl RoomTask {
                 let _ = reply.send(RoomState {
                     room: self.name.to_string(),
                     layout: "grid",
-                    recording: None,
+                    recording: media.recording.as_ref().map(recording_state),
                     participants: self.participants.iter().map(Participant::info).collect(),
                 });
             }
+            RoomCommand::StartRecording { reply } => {
+                let _ = reply.send(self.start_recording(media));
+            }
+            RoomCommand::StopRecording { reply } => match self.detach_recording(media) {
+                // Finalizing takes a moment; the room goes on meanwhile.
+                Some(active) => {
+                    tokio::spawn(async move {
+                        let _ = reply.send(Ok(finalize(active).await));
+                    });
+                }
+                None => {
+                    let _ = reply.send(Err(RecordingError::NotRecording));
+                }
+            },
             RoomCommand::Close => {}
         }
     }
@@ -306,6 +370,64 @@ impl RoomTask {
         self.participants.push(participant);
         self.relayout(media);
         Ok(JoinAnswer { id, answer })
+    }
+
+    /// Starts recording the composite (if the room has video) and the full mix.
+    fn start_recording(&mut self, media: &mut RoomMedia) -> Result<RecordingStarted, RecordingError> {
+        if media.recording.is_some() {
+            return Err(RecordingError::AlreadyRecording);
+        }
+        let new = tokio::task::block_in_place(|| self.ctx.recordings.create(self.name.as_str()))?;
+        let config = &self.ctx.config.media;
+        // A room where nobody shows video records audio only (a black picture is
+        // not worth a video track).
+        let anyone_on_camera = self.participants.iter().any(|p| p.video_input.is_some());
+        let format = media.video.as_ref().filter(|_| anyone_on_camera).map(|_| VideoFormat {
+            width: config.width,
+            height: config.height,
+            fps: config.fps,
+        });
+        let recorder = match tokio::task::block_in_place(|| Recorder::start(&new.path, format)) {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                let _ = std::fs::remove_file(&new.path);
+                return Err(RecordingError::Media(e.to_string()));
+            }
+        };
+        if format.is_some() {
+            *media.video_tap.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&recorder));
+        }
+        // The mixer emits a tick's frame about one jitter-buffer depth after its audio
+        // arrived; stamping it that much earlier lines it up with the video.
+        let audio_delay_ns = u64::from(config.audio_jitter_ms) * 1_000_000;
+        let audio_recorder = Arc::clone(&recorder);
+        let output = move |frame: Bytes| {
+            audio_recorder.push_audio(Recorder::clock_now_ns().saturating_sub(audio_delay_ns), frame);
+        };
+        media.audio.send(AudioCommand::AddListener(Arc::from(RECORDING_MIX), Box::new(output)));
+        if let Some(video) = &media.video {
+            video.force_keyframe();
+        }
+        let started_at_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let started = RecordingStarted {
+            id: new.id,
+            file: new.file,
+            room: self.name.to_string(),
+            video: format.is_some(),
+            started_at_ms,
+        };
+        tracing::info!(room = %self.name, file = started.file, video = started.video, "recording started");
+        media.recording = Some(ActiveRecording { started: started.clone(), recorder });
+        Ok(started)
+    }
+
+    /// Disconnects the running recording from the room's media, for finalizing.
+    fn detach_recording(&self, media: &mut RoomMedia) -> Option<ActiveRecording> {
+        let active = media.recording.take()?;
+        media.video_tap.lock().unwrap_or_else(|p| p.into_inner()).take();
+        media.audio.send(AudioCommand::RemoveListener(Arc::from(RECORDING_MIX)));
+        Some(active)
     }
 
     fn relayout(&self, media: &RoomMedia) {
@@ -429,6 +551,35 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// What `GET /rooms/{room}` shows of a running recording.
+fn recording_state(active: &ActiveRecording) -> serde_json::Value {
+    let mut state = serde_json::json!({
+        "id": active.started.id,
+        "file": active.started.file,
+        "video": active.started.video,
+        "started_at_ms": active.started.started_at_ms,
+        "duration_ms": active.recorder.duration().as_millis() as u64,
+    });
+    if let Some(error) = active.recorder.failure() {
+        state["error"] = error.into();
+    }
+    state
+}
+
+/// Finalizes a detached recording on a blocking thread.
+async fn finalize(active: ActiveRecording) -> RecordingStopped {
+    let recorder = Arc::clone(&active.recorder);
+    let summary = tokio::task::spawn_blocking(move || recorder.finish()).await.ok();
+    let (duration_ms, bytes, error) = match summary {
+        Some(s) => (s.duration.as_millis() as u64, s.bytes, s.error),
+        None => (0, 0, Some("finalizing panicked".to_owned())),
+    };
+    if let Some(e) = &error {
+        tracing::error!(file = active.started.file, error = e, "recording ended with an error");
+    }
+    RecordingStopped { file: active.started.file, duration_ms, bytes, error }
 }
 
 /// Writes a listener's Opus frames to its track from the mixer thread.

@@ -1,0 +1,360 @@
+#!/usr/bin/env node
+// End-to-end check of the browser client against a running MCU server, in headless
+// Chromium with fake camera/microphone devices.
+//
+//   node tests/browser/e2e.mjs <server-base-url> <artifacts-dir> [WxH]
+//
+// WxH (or env MCU_E2E_SIZE) is the server's composite size, default 1280x720.
+// Env MCU_E2E_TOKEN: an access token typed into the page (and sent by this script)
+// when the server requires one. Env CHROMIUM: the browser binary (/usr/bin/chromium).
+// Exit 0 when every check passed; otherwise non-zero with the failed check on stderr
+// and screenshots of the open pages in the artifacts directory.
+
+import { chromium } from "playwright-core";
+import fs from "node:fs/promises";
+import path from "node:path";
+
+const TIME_LIMIT_MS = Number(process.env.MCU_E2E_TIME_LIMIT_MS || 90_000);
+const MIN_FRAMES_IN_3S = Number(process.env.MCU_E2E_MIN_FRAMES || 30);
+const MEDIA_ATTEMPTS = 2; // 3 s frame-count windows tried per page before failing
+
+const [baseArg, artifactsArg, sizeArg] = process.argv.slice(2);
+if (!baseArg || !artifactsArg) {
+  console.error("usage: node e2e.mjs <server-base-url> <artifacts-dir> [WxH]");
+  process.exit(64);
+}
+const base = baseArg.replace(/\/+$/, "");
+const origin = new URL(base).origin;
+const artifacts = path.resolve(artifactsArg);
+const sizeText = sizeArg || process.env.MCU_E2E_SIZE || "1280x720";
+const sizeMatch = /^(\d+)x(\d+)$/.exec(sizeText);
+if (!sizeMatch) {
+  console.error(`bad size ${JSON.stringify(sizeText)}: expected WxH, e.g. 1280x720`);
+  process.exit(64);
+}
+const [W, H] = [Number(sizeMatch[1]), Number(sizeMatch[2])];
+const token = process.env.MCU_E2E_TOKEN || "";
+
+const started = Date.now();
+const log = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${msg}`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+class CheckFailed extends Error {}
+function check(cond, msg) {
+  if (!cond) throw new CheckFailed(msg);
+}
+
+/** Polls `fn` until it returns a truthy value; fails with `what` (and the last value). */
+async function waitFor(what, fn, timeoutMs = 10_000, intervalMs = 200) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last && last.ok !== false) return last;
+    if (Date.now() > deadline) {
+      const detail = last && last.detail !== undefined ? last.detail : last;
+      throw new CheckFailed(`${what}: not reached within ${timeoutMs / 1000} s (last: ${JSON.stringify(detail)})`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+const apiHeaders = token ? { Authorization: `Bearer ${token}` } : {};
+async function roomState(room) {
+  const r = await fetch(`${base}/rooms/${encodeURIComponent(room)}`, { headers: apiHeaders });
+  const text = await r.text();
+  let body = null;
+  try { body = JSON.parse(text); } catch { body = text; }
+  return { status: r.status, body };
+}
+
+// ---------------------------------------------------------------------------------
+
+let browser = null;
+const pages = [];
+const externalRequests = [];
+const pageErrors = [];
+
+const watchdog = setTimeout(async () => {
+  console.error(`FAIL: overall time limit of ${TIME_LIMIT_MS / 1000} s exceeded`);
+  await screenshotsOnFailure().catch(() => {});
+  await leaveAll().catch(() => {});
+  await browser?.close().catch(() => {});
+  process.exit(3);
+}, TIME_LIMIT_MS);
+
+async function screenshotsOnFailure() {
+  for (const p of pages) {
+    if (p.page.isClosed()) continue;
+    const file = path.join(artifacts, `failure-${p.label}.png`);
+    await p.page.screenshot({ path: file, fullPage: true, timeout: 5000 }).catch(() => {});
+    console.error(`  screenshot: ${file}`);
+  }
+}
+
+/** After a failure: leave cleanly so the server drops the test room at once. */
+async function leaveAll() {
+  for (const p of pages) {
+    if (p.page.isClosed()) continue;
+    await Promise.race([p.page.evaluate(() => window.mcu && window.mcu.leave()).catch(() => {}), sleep(2000)]);
+  }
+}
+
+async function checkStaticFiles() {
+  const expected = [
+    ["/", ["text/html"]],
+    ["/app.js", ["text/javascript", "application/javascript"]],
+    ["/style.css", ["text/css"]],
+    ["/favicon.svg", ["image/svg+xml"]],
+  ];
+  for (const [p, types] of expected) {
+    const r = await fetch(base + p);
+    const body = await r.text();
+    const ct = (r.headers.get("content-type") || "").toLowerCase();
+    check(r.status === 200, `GET ${p}: status ${r.status}, expected 200`);
+    check(types.some((t) => ct.startsWith(t)), `GET ${p}: Content-Type ${JSON.stringify(ct)}, expected ${types.join(" or ")}`);
+    check(body.length > 0, `GET ${p}: empty body`);
+    log(`GET ${p}: 200 ${ct} (${body.length} bytes)`);
+  }
+}
+
+async function openParticipant(label) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await ctx.grantPermissions(["camera", "microphone"], { origin });
+  await ctx.route("**/*", (route) => {
+    const url = route.request().url();
+    let reqOrigin = null;
+    try { reqOrigin = new URL(url).origin; } catch { /* unparsable */ }
+    if (reqOrigin === origin) return route.continue();
+    externalRequests.push(`${label}: ${route.request().method()} ${url}`);
+    return route.abort("blockedbyclient");
+  });
+  const page = await ctx.newPage();
+  page.on("pageerror", (e) => pageErrors.push(`${label}: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error" && !/Failed to load resource/.test(m.text())) log(`${label} console error: ${m.text()}`);
+  });
+  const p = { label, ctx, page };
+  pages.push(p);
+  const resp = await page.goto(base + "/", { waitUntil: "load" });
+  check(resp && resp.status() === 200, `${label}: GET / returned ${resp && resp.status()}`);
+  await page.waitForFunction(() => typeof window.mcu === "object" && typeof window.mcu.state === "function", null, { timeout: 5000 });
+  return p;
+}
+
+const state = (p) => p.page.evaluate(() => window.mcu.state());
+
+async function joinViaUi(p, room, name, { camera, microphone }) {
+  const { page, label } = p;
+  await page.fill("#room", room);
+  await page.fill("#name", name);
+  await page.setChecked("#camera", camera);
+  await page.setChecked("#microphone", microphone);
+  if (token) {
+    await page.evaluate(() => { document.getElementById("advanced").open = true; });
+    await page.fill("#token", token);
+  }
+  await page.click("#join");
+  const t = Date.now();
+  await waitFor(`${label}: peer connection connected`, async () => {
+    const err = await page.evaluate(() => {
+      const e = document.getElementById("join-error");
+      return e && !e.hidden ? e.textContent : "";
+    });
+    if (err) throw new CheckFailed(`${label}: join failed: ${err}`);
+    const s = await state(p);
+    return { ok: s.connectionState === "connected", detail: { connectionState: s.connectionState, ice: s.iceConnectionState } };
+  }, 20_000);
+  const s = await state(p);
+  log(`${label} (${name}) joined ${room} and connected in ${Date.now() - t} ms; participant ${s.participantUrl}`);
+  check(s.participantUrl && s.participantUrl.startsWith(`/rooms/${room}/participants/`), `${label}: unexpected Location ${s.participantUrl}`);
+  check(new URL(page.url()).search === `?room=${room}`, `${label}: URL is ${page.url()}, expected /?room=${room}`);
+  check(await page.isVisible("#copy-link"), `${label}: no "copy room link" button`);
+}
+
+/** Inbound media straight from getStats() plus the <video> element's size. */
+function inbound(p) {
+  return p.page.evaluate(async () => {
+    const pc = window.mcu.pc;
+    const out = { framesDecoded: 0, framesReceived: 0, framesDropped: 0, frameWidth: 0, frameHeight: 0, videoPacketsLost: 0, audioPackets: 0, videoWidth: 0, videoHeight: 0 };
+    const v = document.getElementById("remote-video");
+    out.videoWidth = v.videoWidth;
+    out.videoHeight = v.videoHeight;
+    if (!pc) return out;
+    (await pc.getStats()).forEach((r) => {
+      if (r.type !== "inbound-rtp") return;
+      if (r.kind === "video") {
+        out.framesDecoded = r.framesDecoded || 0;
+        out.framesReceived = r.framesReceived || 0;
+        out.framesDropped = r.framesDropped || 0;
+        out.frameWidth = r.frameWidth || 0;
+        out.frameHeight = r.frameHeight || 0;
+        out.videoPacketsLost = r.packetsLost || 0;
+      } else if (r.kind === "audio") {
+        out.audioPackets = r.packetsReceived || 0;
+      }
+    });
+    return out;
+  });
+}
+
+/** Mixed video at W x H with frames flowing, and audio packets flowing. */
+async function checkMedia(p) {
+  const { label } = p;
+  await waitFor(`${label}: received video is ${W}x${H}`, async () => {
+    const m = await inbound(p);
+    return { ok: m.videoWidth === W && m.videoHeight === H, detail: `${m.videoWidth}x${m.videoHeight}` };
+  }, 15_000);
+  await sleep(1000); // past the decoder's start-up
+  // A 3 s window; on a busy machine one more window before calling it a failure.
+  let a, b, frames, audio;
+  for (let attempt = 1; ; attempt++) {
+    a = await inbound(p);
+    await sleep(3000);
+    b = await inbound(p);
+    frames = b.framesDecoded - a.framesDecoded;
+    audio = b.audioPackets - a.audioPackets;
+    log(`${label}: video ${b.videoWidth}x${b.videoHeight} (decoder ${b.frameWidth}x${b.frameHeight}), ` +
+      `framesDecoded ${a.framesDecoded} -> ${b.framesDecoded} (+${frames} in 3 s, ${(frames / 3).toFixed(1)} fps; ` +
+      `received +${b.framesReceived - a.framesReceived}, dropped +${b.framesDropped - a.framesDropped}), ` +
+      `video packets lost ${b.videoPacketsLost}, audio packets ${a.audioPackets} -> ${b.audioPackets} (+${audio})`);
+    if (frames >= MIN_FRAMES_IN_3S || attempt >= MEDIA_ATTEMPTS) break;
+    log(`${label}: fewer than ${MIN_FRAMES_IN_3S} frames in 3 s (busy machine?), measuring again`);
+  }
+  check(b.videoWidth === W && b.videoHeight === H, `${label}: video is ${b.videoWidth}x${b.videoHeight}, expected ${W}x${H}`);
+  check(frames >= MIN_FRAMES_IN_3S, `${label}: only ${frames} frames decoded in 3 s (need >= ${MIN_FRAMES_IN_3S})`);
+  check(b.audioPackets > 0, `${label}: no audio packets received`);
+  check(audio > 0, `${label}: audio packets not rising (${a.audioPackets} -> ${b.audioPackets})`);
+  const s = (await state(p)).stats;
+  log(`${label}: page stats: ${s.video.width}x${s.video.height} ${s.video.fps.toFixed(1)} fps ${s.video.codec}, ` +
+    `in ${Math.round(s.bitrateInKbps)} kbit/s, out ${Math.round(s.bitrateOutKbps)} kbit/s, rtt ${s.rttMs} ms`);
+  check(s.video.width === W && s.video.height === H, `${label}: stats panel shows ${s.video.width}x${s.video.height}`);
+  check(s.video.framesDecoded > 0 && s.audio.packetsReceived > 0 && s.bitrateInKbps > 0, `${label}: stats panel is empty: ${JSON.stringify(s)}`);
+}
+
+async function pageCount(p) {
+  return p.page.evaluate(() => document.getElementById("participant-count").textContent.trim());
+}
+
+async function waitRoomParticipants(room, n, what) {
+  const r = await waitFor(what, async () => {
+    const s = await roomState(room);
+    const ok = s.status === 200 && Array.isArray(s.body.participants) && s.body.participants.length === n;
+    return { ok, detail: s, s };
+  }, 10_000, 250);
+  return r.s.body;
+}
+
+async function leaveViaUi(p) {
+  await p.page.click("#leave");
+  await waitFor(`${p.label}: back at the join form`, async () => {
+    const s = await state(p);
+    return !s.joined && (await p.page.isVisible("#join-view")) && !(await p.page.isVisible("#call-view"));
+  }, 5000);
+  log(`${p.label}: left`);
+}
+
+async function main() {
+  await fs.mkdir(artifacts, { recursive: true });
+  log(`server ${base}, expecting ${W}x${H}, artifacts in ${artifacts}`);
+  await checkStaticFiles();
+
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+      "--autoplay-policy=no-user-gesture-required",
+    ],
+  });
+  log(`chromium ${browser.version()} launched`);
+
+  const room = `e2e-${Date.now()}`;
+  const [p1, p2] = await Promise.all([openParticipant("page1"), openParticipant("page2")]);
+
+  // Two publishers.
+  await joinViaUi(p1, room, "Alice", { camera: true, microphone: true });
+  await joinViaUi(p2, room, "Bob", { camera: true, microphone: true });
+  await Promise.all([checkMedia(p1), checkMedia(p2)]);
+
+  const two = await waitRoomParticipants(room, 2, "room state lists 2 participants");
+  const names = two.participants.map((x) => x.name).sort();
+  log(`GET /rooms/${room}: ${two.participants.length} participants: ${JSON.stringify(two.participants)}`);
+  check(JSON.stringify(names) === JSON.stringify(["Alice", "Bob"]), `room state names ${JSON.stringify(names)}, expected Alice and Bob`);
+  check(two.participants.every((x) => x.audio && x.video), `both should publish audio and video: ${JSON.stringify(two.participants)}`);
+  for (const p of [p1, p2]) {
+    await waitFor(`${p.label}: #participant-count shows 2`, async () => (await pageCount(p)) === "2", 5000);
+  }
+  log(`page1 and page2 #participant-count: 2`);
+  const s1 = await state(p1);
+  check(s1.participants.length === 2, `page1 mcu.state().participants has ${s1.participants.length}`);
+  check(!s1.audioBlocked, `page1 shows "Tap to unmute" although autoplay is allowed`);
+
+  const shot = path.join(artifacts, "call.png");
+  await p1.page.screenshot({ path: shot, fullPage: true });
+  log(`screenshot ${shot}`);
+
+  // Page 2 leaves.
+  await leaveViaUi(p2);
+  await waitFor("page1: #participant-count shows 1 after page2 left", async () => {
+    const c = await pageCount(p1);
+    return { ok: c === "1", detail: c };
+  }, 10_000);
+  log(`page1 #participant-count: 1`);
+  const one = await waitRoomParticipants(room, 1, "room state lists 1 participant after page2 left");
+  log(`GET /rooms/${room}: ${one.participants.length} participant (${one.participants[0].name})`);
+  check(one.participants[0].name === "Alice", `remaining participant is ${one.participants[0].name}, expected Alice`);
+
+  // A receive-only viewer while page 1 is still in the room.
+  const p3 = await openParticipant("page3");
+  await joinViaUi(p3, room, "Viewer", { camera: false, microphone: false });
+  const notice = await p3.page.evaluate(() => {
+    const n = document.getElementById("media-notice");
+    return n && !n.hidden ? n.textContent : "";
+  });
+  log(`page3 notice: ${JSON.stringify(notice)}`);
+  check(/receive-only/i.test(notice), `page3: no visible "receive-only" message (got ${JSON.stringify(notice)})`);
+  await checkMedia(p3);
+  const withViewer = await waitRoomParticipants(room, 2, "room state lists 2 with the viewer");
+  const viewer = withViewer.participants.find((x) => x.name === "Viewer");
+  check(viewer && !viewer.audio && !viewer.video, `viewer should publish nothing: ${JSON.stringify(withViewer.participants)}`);
+  log(`GET /rooms/${room} with viewer: ${JSON.stringify(withViewer.participants)}`);
+  await leaveViaUi(p3);
+  await waitRoomParticipants(room, 1, "room state lists 1 after the viewer left");
+
+  // Last one out: the room disappears.
+  await leaveViaUi(p1);
+  await waitFor(`GET /rooms/${room} is 404 after everyone left`, async () => {
+    const s = await roomState(room);
+    return { ok: s.status === 404, detail: s.status };
+  }, 10_000, 250);
+  log(`GET /rooms/${room}: 404`);
+
+  check(pageErrors.length === 0, `uncaught page errors:\n  ${pageErrors.join("\n  ")}`);
+  check(externalRequests.length === 0, `requests to other hosts:\n  ${externalRequests.join("\n  ")}`);
+  log("no requests to other hosts, no page errors");
+
+  await browser.close();
+  browser = null;
+  log(`PASS in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+main().then(
+  () => {
+    clearTimeout(watchdog);
+    process.exit(0);
+  },
+  async (e) => {
+    clearTimeout(watchdog);
+    const reason = e instanceof CheckFailed ? e.message
+      : e instanceof TypeError && e.message === "fetch failed" ? `cannot reach the server at ${base}: ${e.cause?.code || e.cause?.message || e.cause}`
+      : e && e.stack ? e.stack : e;
+    console.error(`FAIL: ${reason}`);
+    await screenshotsOnFailure().catch(() => {});
+    await leaveAll();
+    await browser?.close().catch(() => {});
+    process.exit(1);
+  },
+);

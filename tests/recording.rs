@@ -1,0 +1,293 @@
+//! Recording the mixed session: files checked by independent tools (ffprobe,
+//! gst-discoverer-1.0, ffmpeg decoding frames and audio), crash safety, errors.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Server, color_matches, publisher, tone_levels};
+use mcu::client::ClientOptions;
+use mcu::layout::grid_cells;
+use serde_json::Value;
+
+const RED: u32 = 0xff0000;
+const GREEN: u32 = 0x00ff00;
+const BLUE: u32 = 0x0000ff;
+const BLACK: u32 = 0x000000;
+
+fn recordings_dir(tag: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("rec-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn server_recording_to(dir: &Path, extra: &str) -> Server {
+    Server::start(&format!("[recording]\ndir = {:?}\n{extra}", dir.display().to_string()))
+}
+
+async fn request(method: reqwest::Method, url: String) -> (u16, Value) {
+    let r = reqwest::Client::new().request(method, url).send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or(Value::Null))
+}
+
+/// `ffprobe`'s view of a file: its streams and format.
+fn ffprobe(path: &Path, count_frames: bool) -> Value {
+    let mut cmd = Command::new("ffprobe");
+    cmd.args(["-v", "error", "-of", "json", "-show_streams", "-show_format"]);
+    if count_frames {
+        cmd.arg("-count_frames");
+    }
+    let out = cmd.arg(path).output().expect("run ffprobe");
+    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("ffprobe json")
+}
+
+/// The frame shown at `seconds`, decoded by ffmpeg to RGB.
+fn frame_at(path: &Path, seconds: f64, width: u32, height: u32) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &format!("{seconds:.3}"), "-i"])
+        .arg(path)
+        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .expect("run ffmpeg");
+    assert!(out.status.success(), "ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout.len(), (width * height * 3) as usize, "frame at {seconds}s has the canvas size");
+    out.stdout
+}
+
+/// The whole audio track decoded by ffmpeg to mono 48 kHz samples.
+fn audio_of(path: &Path) -> Vec<i16> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-vn", "-ac", "1", "-ar", "48000", "-f", "s16le", "-"])
+        .output()
+        .expect("run ffmpeg");
+    assert!(out.status.success(), "ffmpeg audio decode failed: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+}
+
+fn rgb(frame: &[u8], width: u32, x: u32, y: u32) -> [u8; 3] {
+    let i = ((y * width + x) * 3) as usize;
+    [frame[i], frame[i + 1], frame[i + 2]]
+}
+
+/// Checks the cell centres of an `n`-publisher grid against `colors` (black after).
+fn assert_grid(frame: &[u8], colors: &[u32], cells: usize, when: &str) {
+    for (i, cell) in grid_cells(1280, 720, cells).iter().enumerate() {
+        let (x, y) = cell.center();
+        let want = colors.get(i).copied().unwrap_or(BLACK);
+        let got = rgb(frame, 1280, x, y);
+        assert!(color_matches(got, want), "{when}: cell {i} at ({x},{y}) is {got:?}, expected #{want:06x}");
+    }
+}
+
+fn stream<'a>(probe: &'a Value, kind: &str) -> Option<&'a Value> {
+    probe["streams"].as_array()?.iter().find(|s| s["codec_type"] == kind)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recorded_session_with_a_join_and_a_leave_plays_back_with_the_grid() {
+    let dir = recordings_dir("session");
+    let server = server_recording_to(&dir, "");
+    let red = server.join("rec", publisher("red", RED, 440.0)).await;
+    let green = server.join("rec", publisher("green", GREEN, 660.0)).await;
+    for c in [&red, &green] {
+        assert!(c.wait_connected(Duration::from_secs(10)).await);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (status, started) = request(reqwest::Method::POST, format!("{}/rooms/rec/recording", server.url)).await;
+    let started_at = Instant::now();
+    assert_eq!(status, 201, "{started}");
+    let file = started["file"].as_str().expect("file name").to_owned();
+    assert!(file.ends_with(".webm") && started["id"].is_string(), "{started}");
+    let (_, state) = server.get_json("/rooms/rec").await;
+    assert_eq!(state["recording"]["file"], file.as_str(), "room state shows the recording: {state}");
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let blue = server.join("rec", publisher("blue", BLUE, 880.0)).await;
+    assert!(blue.wait_connected(Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(red.leave().await.expect("leave"), 204);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (status, stopped) = request(reqwest::Method::DELETE, format!("{}/rooms/rec/recording", server.url)).await;
+    let wall = started_at.elapsed();
+    assert_eq!(status, 200, "{stopped}");
+    assert_eq!(stopped["file"], file.as_str());
+    let duration_ms = stopped["duration_ms"].as_u64().expect("duration_ms");
+    let bytes = stopped["bytes"].as_u64().expect("bytes");
+    let wall_ms = wall.as_millis() as f64;
+    eprintln!("recorded {file}: {duration_ms} ms for {wall_ms} ms of wall time, {bytes} bytes");
+    assert!(
+        (duration_ms as f64 - wall_ms).abs() <= wall_ms * 0.02 + 40.0,
+        "duration {duration_ms} ms vs wall {wall_ms} ms"
+    );
+
+    let path = dir.join(&file);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes);
+    let (status, listed) = server.get_json("/recordings").await;
+    assert_eq!(status, 200);
+    assert!(listed.as_array().unwrap().iter().any(|f| f["file"] == file.as_str() && f["bytes"] == bytes), "{listed}");
+    let download = reqwest::get(format!("{}/recordings/{file}", server.url)).await.unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(download.headers()["content-type"], "video/webm");
+    assert_eq!(download.bytes().await.unwrap().len() as u64, bytes);
+
+    // An independent demuxer sees VP8 1280x720 + Opus and the right duration.
+    let probe = ffprobe(&path, false);
+    let video = stream(&probe, "video").expect("video stream");
+    assert_eq!(video["codec_name"], "vp8");
+    assert_eq!((video["width"].as_u64(), video["height"].as_u64()), (Some(1280), Some(720)));
+    let audio = stream(&probe, "audio").expect("audio stream");
+    assert_eq!(audio["codec_name"], "opus");
+    let probed: f64 = probe["format"]["duration"].as_str().expect("duration written").parse().unwrap();
+    eprintln!("ffprobe duration {probed:.3} s");
+    assert!(
+        (probed * 1000.0 - wall_ms).abs() <= wall_ms * 0.02 + 40.0,
+        "ffprobe duration {probed} s vs wall {wall_ms} ms"
+    );
+    let discoverer = Command::new("gst-discoverer-1.0").arg(&path).output().expect("run gst-discoverer-1.0");
+    let report = String::from_utf8_lossy(&discoverer.stdout);
+    assert!(discoverer.status.success() && report.contains("VP8") && report.contains("Opus"), "{report}");
+
+    // Start (red, green), middle (red, green, blue), end (green, blue).
+    let start = frame_at(&path, 0.3, 1280, 720);
+    assert_grid(&start, &[RED, GREEN], 2, "start");
+    let middle = frame_at(&path, 3.2, 1280, 720);
+    assert_grid(&middle, &[RED, GREEN, BLUE], 3, "middle");
+    let end = frame_at(&path, probed - 0.3, 1280, 720);
+    assert_grid(&end, &[GREEN, BLUE], 2, "end");
+
+    // The full mix (not a mix-minus): every tone present mid-recording.
+    let pcm = audio_of(&path);
+    assert!(pcm.len() as f64 >= probed * 48_000.0 * 0.95, "audio covers the recording");
+    let mid = &pcm[(3.0 * 48_000.0) as usize..(3.5 * 48_000.0) as usize];
+    let levels = tone_levels(mid, &[440.0, 660.0, 880.0]);
+    eprintln!("tone levels mid-recording: {levels:?}");
+    assert!(levels.iter().all(|&l| l > 0.2), "all three tones in the recorded mix: {levels:?}");
+    green.close().await;
+    blue.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recording_cut_by_sigkill_still_plays() {
+    let dir = recordings_dir("kill");
+    let server = server_recording_to(&dir, "");
+    let red = server.join("crash", publisher("red", RED, 440.0)).await;
+    assert!(red.wait_connected(Duration::from_secs(10)).await);
+    let (status, started) = request(reqwest::Method::POST, format!("{}/rooms/crash/recording", server.url)).await;
+    assert_eq!(status, 201, "{started}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let killed = Command::new("kill").args(["-KILL", &server.pid().to_string()]).status().unwrap();
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let path = dir.join(started["file"].as_str().unwrap());
+    let probe = ffprobe(&path, true);
+    let frames: u64 =
+        stream(&probe, "video").expect("video stream")["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    let audio: u64 =
+        stream(&probe, "audio").expect("audio stream")["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    eprintln!("after SIGKILL at ~4 s: {frames} video frames, {audio} audio frames decodable");
+    assert!(frames >= 60, "at least 2 s of video survive: {frames} frames");
+    assert!(audio >= 100, "at least 2 s of audio survive: {audio} frames");
+    let first = frame_at(&path, 0.5, 1280, 720);
+    assert_grid(&first, &[RED], 1, "truncated file");
+    red.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recording_errors_are_clear() {
+    let dir = recordings_dir("errors");
+    let server = server_recording_to(&dir, "");
+    let url = |p: &str| format!("{}{p}", server.url);
+    let (status, body) = request(reqwest::Method::POST, url("/rooms/nobody/recording")).await;
+    assert_eq!((status, body["error"].is_string()), (404, true), "{body}");
+    let (status, _) = request(reqwest::Method::DELETE, url("/rooms/nobody/recording")).await;
+    assert_eq!(status, 404);
+
+    let viewer = server.join("errs", ClientOptions { video_color: None, tone_hz: None, ..Default::default() }).await;
+    assert!(viewer.wait_connected(Duration::from_secs(10)).await);
+    let (status, body) = request(reqwest::Method::DELETE, url("/rooms/errs/recording")).await;
+    assert_eq!(status, 404, "stop when not recording: {body}");
+    let (status, _) = request(reqwest::Method::POST, url("/rooms/errs/recording")).await;
+    assert_eq!(status, 201);
+    let (status, body) = request(reqwest::Method::POST, url("/rooms/errs/recording")).await;
+    assert_eq!(status, 409, "recording twice: {body}");
+    let (status, _) = request(reqwest::Method::DELETE, url("/rooms/errs/recording")).await;
+    assert_eq!(status, 200);
+
+    for path in [
+        "/recordings/unknown.webm",
+        "/recordings/..%2F..%2FCargo.toml",
+        "/recordings/..%2Fetc%2Fpasswd",
+        "/recordings/%2E%2E%2FCargo.toml",
+        "/recordings/a/../../Cargo.toml",
+        "/recordings/.hidden.webm",
+    ] {
+        let r = reqwest::get(url(path)).await.unwrap();
+        let status = r.status().as_u16();
+        let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null);
+        assert!(matches!(status, 400 | 404) && body["error"].is_string(), "{path}: {status} {body}");
+    }
+    viewer.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unwritable_directory_fails_the_recording_not_the_conference() {
+    let blocker = recordings_dir("blocked");
+    std::fs::write(&blocker, b"a file where the directory should be").unwrap();
+    let server = server_recording_to(&blocker, "");
+    let red = server.join("blocked", publisher("red", RED, 440.0)).await;
+    let viewer = server.join("blocked", ClientOptions { video_color: None, tone_hz: None, ..Default::default() }).await;
+    assert!(viewer.wait_connected(Duration::from_secs(10)).await);
+    let (status, body) = request(reqwest::Method::POST, format!("{}/rooms/blocked/recording", server.url)).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("not writable"), "{body}");
+    let (_, state) = server.get_json("/rooms/blocked").await;
+    assert_eq!(state["participants"].as_array().map(Vec::len), Some(2), "the conference goes on: {state}");
+    let before = viewer.received.frames_decoded.load(std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        viewer.received.frames_decoded.load(std::sync::atomic::Ordering::Relaxed) > before + 15,
+        "the viewer still gets the composite"
+    );
+    std::fs::remove_file(&blocker).unwrap();
+    red.close().await;
+    viewer.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auto_recording_of_an_audio_only_room_is_finalized_when_it_empties() {
+    let dir = recordings_dir("auto");
+    let server = server_recording_to(&dir, "auto = true\n");
+    let talker =
+        server.join("talk", ClientOptions { video_color: None, tone_hz: Some(440.0), ..Default::default() }).await;
+    assert!(talker.wait_connected(Duration::from_secs(10)).await);
+    let (_, state) = server.get_json("/rooms/talk").await;
+    assert_eq!(state["recording"]["video"], false, "recording from the first join, audio only: {state}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(talker.leave().await.unwrap(), 204);
+
+    // The room empties and closes; the file is then final.
+    common::eventually(Duration::from_secs(10), || async {
+        match server.get_json("/rooms/talk").await.0 {
+            404 => Ok(()),
+            s => Err(format!("room still there ({s})")),
+        }
+    })
+    .await
+    .expect("room closes");
+    let (_, listed) = server.get_json("/recordings").await;
+    let file = listed[0]["file"].as_str().expect("one recording listed").to_owned();
+    let probe = ffprobe(&dir.join(&file), false);
+    assert!(stream(&probe, "video").is_none(), "no video track in an audio-only recording");
+    assert_eq!(stream(&probe, "audio").expect("audio")["codec_name"], "opus");
+    let seconds: f64 = probe["format"]["duration"].as_str().expect("finalized with a duration").parse().unwrap();
+    assert!((2.5..4.5).contains(&seconds), "about 3 s recorded: {seconds}");
+}

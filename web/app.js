@@ -1,0 +1,673 @@
+/*
+ * MCU browser client: one RTCPeerConnection per participant, sends the local camera
+ * and microphone (when available) and receives the server's mixed video and audio.
+ * Plain JavaScript, no build step, talks only to the server that served the page.
+ *
+ * Exposed for tests and debugging as `window.mcu`:
+ *   mcu.pc                 the current RTCPeerConnection (null when not joined)
+ *   mcu.state()            a snapshot:
+ *     { joined, room, name, participantUrl, participantId,
+ *       connectionState, iceConnectionState, iceGatheringState,
+ *       participants: [{id, name, audio, video}], participantCount,
+ *       recording,          // the room state's `recording` (null when not recording)
+ *       mediaNotice,        // text of the visible media message ("" when none)
+ *       audioBlocked,       // true while the "Tap to unmute" button is shown
+ *       local: {audio, video},  // which local tracks are being sent
+ *       stats: {            // refreshed every second from pc.getStats()
+ *         timestamp,
+ *         video: {width, height, fps, framesDecoded, framesDropped,
+ *                 packetsReceived, packetsLost, lossPercent, codec},
+ *         audio: {packetsReceived, packetsLost, lossPercent, jitterMs, codec},
+ *         bitrateInKbps, bitrateOutKbps,  // null until the second sample
+ *         rttMs } }
+ *   mcu.join()             same as clicking Join (reads the form)
+ *   mcu.leave()            same as clicking Leave
+ */
+"use strict";
+
+(() => {
+  const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
+  const TOKEN_KEY = "mcu.token";
+  const NAME_KEY = "mcu.name";
+  const ICE_GATHER_TIMEOUT_MS = 2000;
+  const POLL_ROOM_MS = 2000;
+  const STATS_MS = 1000;
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    joinView: $("join-view"), callView: $("call-view"), form: $("join-form"),
+    room: $("room"), name: $("name"), camera: $("camera"), microphone: $("microphone"),
+    token: $("token"), advanced: $("advanced"), join: $("join"), joinError: $("join-error"),
+    status: $("status"), roomLabel: $("room-label"),
+    leave: $("leave"), copyLink: $("copy-link"), roomLink: $("room-link"), copyResult: $("copy-result"),
+    notice: $("media-notice"), remoteVideo: $("remote-video"), remoteAudio: $("remote-audio"),
+    unmute: $("unmute"), localVideo: $("local-video"), recIndicator: $("rec-indicator"),
+    connState: $("conn-state"), iceState: $("ice-state"),
+    count: $("participant-count"), participants: $("participants"),
+    statResolution: $("stat-resolution"), statFps: $("stat-fps"), statFrames: $("stat-frames"),
+    statLoss: $("stat-loss"), statAudio: $("stat-audio"), statIn: $("stat-in"), statOut: $("stat-out"),
+    statRtt: $("stat-rtt"),
+    recStart: $("rec-start"), recStop: $("rec-stop"), recStatus: $("rec-status"),
+    recRefresh: $("rec-refresh"), recordings: $("recordings"),
+  };
+
+  // Everything about the current call; reset by leave().
+  let call = null;
+  let joining = false;
+  const emptyStats = () => ({
+    timestamp: 0,
+    video: { width: 0, height: 0, fps: 0, framesDecoded: 0, framesDropped: 0, packetsReceived: 0, packetsLost: 0, lossPercent: 0, codec: "" },
+    audio: { packetsReceived: 0, packetsLost: 0, lossPercent: 0, jitterMs: 0, codec: "" },
+    bitrateInKbps: null, bitrateOutKbps: null, rttMs: null, // null until two samples exist
+  });
+
+  // ---------- helpers ----------
+
+  function setStatus(text, kind) {
+    el.status.textContent = text;
+    el.status.className = "status" + (kind ? " " + kind : "");
+  }
+
+  function showJoinError(text) {
+    el.joinError.textContent = text;
+    el.joinError.hidden = !text;
+  }
+
+  function authHeaders(extra) {
+    const headers = Object.assign({}, extra || {});
+    const token = el.token.value.trim();
+    if (token) headers.Authorization = "Bearer " + token;
+    return headers;
+  }
+
+  function api(path, options) {
+    const opts = Object.assign({}, options || {});
+    opts.headers = authHeaders(opts.headers);
+    return fetch(path, opts);
+  }
+
+  /** The `error` of a JSON error body, else the status line. */
+  async function errorText(response) {
+    let text = "";
+    try { text = await response.text(); } catch (_) { /* ignore */ }
+    try {
+      const body = JSON.parse(text);
+      if (body && typeof body.error === "string") return body.error + " (" + response.status + ")";
+    } catch (_) { /* not JSON */ }
+    return "HTTP " + response.status + (response.statusText ? " " + response.statusText : "") +
+      (text && text.length < 200 ? ": " + text : "");
+  }
+
+  function formatBytes(n) {
+    if (!Number.isFinite(n)) return "?";
+    if (n < 1024) return n + " B";
+    if (n < 1024 * 1024) return (n / 1024).toFixed(1) + " KiB";
+    return (n / (1024 * 1024)).toFixed(1) + " MiB";
+  }
+
+  function formatKbps(k) {
+    if (!Number.isFinite(k)) return "–";
+    return k >= 1000 ? (k / 1000).toFixed(2) + " Mbit/s" : Math.round(k) + " kbit/s";
+  }
+
+  function formatDuration(ms) {
+    if (!Number.isFinite(ms)) return "?";
+    const s = Math.round(ms / 1000);
+    return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+  }
+
+  function roomLink(room) {
+    return location.origin + "/?room=" + encodeURIComponent(room);
+  }
+
+  // ---------- form prefill ----------
+
+  function prefill() {
+    const params = new URLSearchParams(location.search);
+    const room = params.get("room");
+    if (room) el.room.value = room;
+    let token = params.get("token");
+    if (token) {
+      try { localStorage.setItem(TOKEN_KEY, token); } catch (_) { /* storage disabled */ }
+      // Don't leave the token in the address bar (or in copied links).
+      params.delete("token");
+      const qs = params.toString();
+      history.replaceState(null, "", "/" + (qs ? "?" + qs : ""));
+    } else {
+      try { token = localStorage.getItem(TOKEN_KEY) || ""; } catch (_) { token = ""; }
+    }
+    el.token.value = token || "";
+    if (token) el.advanced.open = true;
+    try { el.name.value = localStorage.getItem(NAME_KEY) || ""; } catch (_) { /* ignore */ }
+  }
+
+  // ---------- media ----------
+
+  async function getLocalMedia(wantAudio, wantVideo) {
+    const result = { stream: null, audio: null, video: null, notice: "" };
+    if (!wantAudio && !wantVideo) {
+      result.notice = "Camera and microphone off: joining receive-only (you watch and listen).";
+      return result;
+    }
+    const md = navigator.mediaDevices;
+    let stream = null;
+    let firstError = null;
+    if (md && md.getUserMedia) {
+      try {
+        stream = await md.getUserMedia({ audio: wantAudio, video: wantVideo });
+      } catch (e) {
+        firstError = e;
+        // Both asked for and one is missing or denied: try each alone.
+        if (wantAudio && wantVideo) {
+          for (const c of [{ audio: true }, { video: true }]) {
+            try { stream = await md.getUserMedia(c); break; } catch (_) { /* next */ }
+          }
+        }
+      }
+    } else {
+      firstError = new Error("media devices unavailable (the page needs HTTPS or localhost)");
+    }
+    if (stream) {
+      result.stream = stream;
+      result.audio = stream.getAudioTracks()[0] || null;
+      result.video = stream.getVideoTracks()[0] || null;
+    }
+    const gotA = !!result.audio, gotV = !!result.video;
+    const why = firstError ? " (" + (firstError.message || firstError.name) + ")" : "";
+    if (!gotA && !gotV) {
+      result.notice = (wantVideo && wantAudio ? "No camera or microphone" : wantVideo ? "No camera" : "No microphone") +
+        why + ": joining receive-only (you watch and listen).";
+    } else if (!gotV) {
+      result.notice = (wantVideo ? "No camera" + why : "Camera off") + ": joining with audio only.";
+    } else if (!gotA) {
+      result.notice = (wantAudio ? "No microphone" + why : "Microphone off") + ": joining with video only.";
+    }
+    return result;
+  }
+
+  async function fetchIceServers() {
+    try {
+      const r = await api("/ice-servers", { cache: "no-store" });
+      if (!r.ok) return [];
+      const body = await r.json();
+      return Array.isArray(body.iceServers) ? body.iceServers : [];
+    } catch (_) {
+      return [];
+    }
+  }
+
+  function waitIceGathering(pc) {
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        pc.removeEventListener("icegatheringstatechange", check);
+        pc.removeEventListener("icecandidate", onCandidate);
+        resolve();
+      };
+      const check = () => { if (pc.iceGatheringState === "complete") done(); };
+      const onCandidate = (e) => { if (!e.candidate) done(); };
+      const timer = setTimeout(done, ICE_GATHER_TIMEOUT_MS);
+      pc.addEventListener("icegatheringstatechange", check);
+      pc.addEventListener("icecandidate", onCandidate);
+    });
+  }
+
+  async function playAudio() {
+    const audio = el.remoteAudio;
+    if (!audio.srcObject) return;
+    audio.muted = false;
+    try {
+      await audio.play();
+      el.unmute.hidden = true;
+    } catch (e) {
+      // Autoplay with sound blocked until a user gesture.
+      el.unmute.hidden = false;
+    }
+  }
+
+  function playVideo() {
+    const p = el.remoteVideo.play();
+    if (p && p.catch) p.catch(() => { /* muted video autoplay is always allowed; ignore */ });
+  }
+
+  // ---------- join / leave ----------
+
+  async function join() {
+    if (joining || call) return;
+    showJoinError("");
+    const room = el.room.value.trim();
+    if (!ROOM_RE.test(room)) {
+      showJoinError('Room name must be 1–64 letters, digits, "-" or "_".');
+      el.room.focus();
+      return;
+    }
+    const name = el.name.value.trim();
+    const token = el.token.value.trim();
+    try {
+      localStorage.setItem(NAME_KEY, name);
+      if (token) localStorage.setItem(TOKEN_KEY, token); else localStorage.removeItem(TOKEN_KEY);
+    } catch (_) { /* storage disabled */ }
+
+    joining = true;
+    el.join.disabled = true;
+    setStatus("Joining…");
+    let pc = null;
+    let media = null;
+    try {
+      const iceServers = await fetchIceServers();
+      media = await getLocalMedia(el.microphone.checked, el.camera.checked);
+      pc = new RTCPeerConnection({ iceServers });
+      const streams = media.stream ? [media.stream] : [];
+      // Always receive both kinds; send what we have. Audio first, then video.
+      pc.addTransceiver(media.audio || "audio", { direction: media.audio ? "sendrecv" : "recvonly", streams });
+      pc.addTransceiver(media.video || "video", { direction: media.video ? "sendrecv" : "recvonly", streams });
+
+      call = {
+        pc, room, name, media, url: null, id: null, participants: [], recording: null,
+        stats: emptyStats(), prevStats: null, timers: [], audioStream: new MediaStream(),
+        videoStream: new MediaStream(),
+      };
+      wirePeer(call);
+
+      await pc.setLocalDescription(await pc.createOffer());
+      await waitIceGathering(pc);
+      const q = name ? "?name=" + encodeURIComponent(name) : "";
+      const r = await api("/rooms/" + encodeURIComponent(room) + "/join" + q, {
+        method: "POST",
+        headers: { "Content-Type": "application/sdp" },
+        body: pc.localDescription.sdp,
+      });
+      if (!r.ok) throw new Error(await errorText(r));
+      const answer = await r.text();
+      const location_ = r.headers.get("Location");
+      call.url = location_ ? new URL(location_, window.location.href).pathname : null;
+      call.id = call.url ? call.url.split("/").pop() : null;
+      if (pc.signalingState === "closed") throw new Error("cancelled");
+      await pc.setRemoteDescription({ type: "answer", sdp: answer });
+    } catch (e) {
+      const msg = (e && e.message) || String(e);
+      teardown(false);
+      joining = false;
+      el.join.disabled = false;
+      showJoinError("Could not join: " + msg);
+      setStatus("Not connected");
+      return;
+    }
+    joining = false;
+    enterCallView(media);
+  }
+
+  function wirePeer(c) {
+    const pc = c.pc;
+    pc.addEventListener("track", (e) => {
+      const track = e.track;
+      if (track.kind === "video") {
+        c.videoStream.getTracks().forEach((t) => c.videoStream.removeTrack(t));
+        c.videoStream.addTrack(track);
+        el.remoteVideo.srcObject = c.videoStream;
+        playVideo();
+      } else if (track.kind === "audio") {
+        c.audioStream.getTracks().forEach((t) => c.audioStream.removeTrack(t));
+        c.audioStream.addTrack(track);
+        el.remoteAudio.srcObject = c.audioStream;
+        playAudio();
+      }
+    });
+    const update = () => {
+      if (call !== c) return;
+      el.connState.textContent = pc.connectionState;
+      el.connState.className = "state-" + pc.connectionState;
+      el.iceState.textContent = pc.iceConnectionState;
+      el.iceState.className = "state-" + pc.iceConnectionState;
+      if (pc.connectionState === "connected") setStatus("Connected", "ok");
+      else if (pc.connectionState === "failed") setStatus("Connection failed: press Leave and join again", "bad");
+      else if (pc.connectionState === "disconnected") setStatus("Connection interrupted, reconnecting…", "bad");
+      else if (pc.connectionState === "connecting") setStatus("Connecting…");
+    };
+    pc.addEventListener("connectionstatechange", update);
+    pc.addEventListener("iceconnectionstatechange", update);
+    c.updateState = update;
+  }
+
+  function enterCallView(media) {
+    const c = call;
+    el.joinView.hidden = true;
+    el.callView.hidden = false;
+    el.join.disabled = false;
+    el.roomLabel.textContent = "Room: " + c.room;
+    el.roomLabel.hidden = false;
+    history.replaceState(null, "", "/?room=" + encodeURIComponent(c.room));
+    document.title = c.room + " – MCU conference";
+
+    el.notice.textContent = media.notice;
+    el.notice.hidden = !media.notice;
+    if (media.video) {
+      el.localVideo.srcObject = new MediaStream([media.video]);
+      el.localVideo.hidden = false;
+    } else {
+      el.localVideo.hidden = true;
+    }
+    el.copyResult.textContent = "";
+    el.roomLink.hidden = true;
+    el.recStatus.textContent = "";
+    el.recStop.disabled = true;
+    c.updateState();
+    if (c.pc.connectionState !== "connected") setStatus("Connecting…");
+
+    pollRoom();
+    loadRecordings();
+    c.timers.push(setInterval(pollRoom, POLL_ROOM_MS));
+    c.timers.push(setInterval(collectStats, STATS_MS));
+  }
+
+  /** Close everything local; when `notify`, also DELETE the participant. */
+  function teardown(notify, keepalive) {
+    const c = call;
+    call = null;
+    if (!c) return;
+    c.timers.forEach(clearInterval);
+    if (notify && c.url) {
+      api(c.url, { method: "DELETE", keepalive: !!keepalive }).catch(() => { /* best effort */ });
+    }
+    try { c.pc.close(); } catch (_) { /* ignore */ }
+    if (c.media && c.media.stream) c.media.stream.getTracks().forEach((t) => t.stop());
+    el.remoteVideo.srcObject = null;
+    el.remoteAudio.srcObject = null;
+    el.localVideo.srcObject = null;
+    el.unmute.hidden = true;
+  }
+
+  function leave() {
+    if (!call) return;
+    teardown(true);
+    el.callView.hidden = true;
+    el.joinView.hidden = false;
+    el.roomLabel.hidden = true;
+    el.notice.hidden = true;
+    el.recIndicator.hidden = true;
+    el.count.textContent = "0";
+    el.participants.replaceChildren();
+    el.connState.textContent = "closed";
+    el.iceState.textContent = "closed";
+    resetStatsView();
+    document.title = "MCU conference";
+    setStatus("Left the room");
+  }
+
+  // ---------- room state ----------
+
+  async function pollRoom() {
+    const c = call;
+    if (!c) return;
+    let state = null;
+    try {
+      const r = await api("/rooms/" + encodeURIComponent(c.room), { cache: "no-store" });
+      if (r.ok) state = await r.json();
+      else if (r.status !== 404) { c.roomError = await errorText(r); }
+    } catch (e) {
+      c.roomError = e.message;
+    }
+    if (call !== c) return;
+    c.participants = state && Array.isArray(state.participants) ? state.participants : [];
+    c.recording = state ? (state.recording || null) : null;
+    renderParticipants(c);
+    el.recIndicator.hidden = !c.recording;
+    el.recStop.disabled = !c.recording;
+  }
+
+  function renderParticipants(c) {
+    el.count.textContent = String(c.participants.length);
+    const items = c.participants.map((p) => {
+      const li = document.createElement("li");
+      const n = document.createElement("span");
+      n.className = "p-name";
+      n.textContent = (p.name || p.id) + (p.id === c.id ? " (you)" : "");
+      n.title = p.id;
+      const flags = document.createElement("span");
+      flags.className = "p-flags";
+      const a = document.createElement("span");
+      a.textContent = "audio";
+      a.className = p.audio ? "" : "flag-off";
+      const v = document.createElement("span");
+      v.textContent = "video";
+      v.className = p.video ? "" : "flag-off";
+      flags.append(a, " ", v);
+      li.append(n, flags);
+      return li;
+    });
+    el.participants.replaceChildren(...items);
+  }
+
+  // ---------- stats ----------
+
+  async function collectStats() {
+    const c = call;
+    if (!c || c.pc.signalingState === "closed") return;
+    let report;
+    try { report = await c.pc.getStats(); } catch (_) { return; }
+    if (call !== c) return;
+    const now = performance.now();
+    const s = emptyStats();
+    s.timestamp = Date.now();
+    let bytesIn = 0, bytesOut = 0;
+    const codecs = new Map();
+    report.forEach((r) => { if (r.type === "codec") codecs.set(r.id, r.mimeType || ""); });
+    report.forEach((r) => {
+      if (r.type === "inbound-rtp") {
+        bytesIn += r.bytesReceived || 0;
+        const kind = r.kind || r.mediaType;
+        if (kind === "video") {
+          s.video.width = r.frameWidth || 0;
+          s.video.height = r.frameHeight || 0;
+          s.video.framesDecoded = r.framesDecoded || 0;
+          s.video.framesDropped = r.framesDropped || 0;
+          s.video.packetsReceived = r.packetsReceived || 0;
+          s.video.packetsLost = r.packetsLost || 0;
+          s.video.fps = r.framesPerSecond || 0;
+          s.video.codec = codecs.get(r.codecId) || "";
+        } else if (kind === "audio") {
+          s.audio.packetsReceived = r.packetsReceived || 0;
+          s.audio.packetsLost = r.packetsLost || 0;
+          s.audio.jitterMs = Math.round((r.jitter || 0) * 1000);
+          s.audio.codec = codecs.get(r.codecId) || "";
+        }
+      } else if (r.type === "outbound-rtp") {
+        bytesOut += r.bytesSent || 0;
+      } else if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded") {
+        if (Number.isFinite(r.currentRoundTripTime)) s.rttMs = Math.round(r.currentRoundTripTime * 1000);
+      }
+    });
+    const loss = (lost, got) => (lost + got > 0 ? (100 * Math.max(lost, 0)) / (lost + got) : 0);
+    s.video.lossPercent = loss(s.video.packetsLost, s.video.packetsReceived);
+    s.audio.lossPercent = loss(s.audio.packetsLost, s.audio.packetsReceived);
+    const prev = c.prevStats;
+    if (prev) {
+      const dt = (now - prev.at) / 1000;
+      if (dt > 0) {
+        s.bitrateInKbps = Math.max(0, ((bytesIn - prev.bytesIn) * 8) / dt / 1000);
+        s.bitrateOutKbps = Math.max(0, ((bytesOut - prev.bytesOut) * 8) / dt / 1000);
+        if (!s.video.fps) s.video.fps = Math.max(0, (s.video.framesDecoded - prev.framesDecoded) / dt);
+      }
+    }
+    c.prevStats = { at: now, bytesIn, bytesOut, framesDecoded: s.video.framesDecoded };
+    c.stats = s;
+    renderStats(s);
+  }
+
+  function renderStats(s) {
+    el.statResolution.textContent = s.video.width ? s.video.width + "×" + s.video.height +
+      (s.video.codec ? " " + s.video.codec.replace(/^video\//, "") : "") : "–";
+    el.statFps.textContent = s.video.fps ? s.video.fps.toFixed(1) + " fps" : "–";
+    el.statFrames.textContent = String(s.video.framesDecoded);
+    el.statLoss.textContent = s.video.packetsLost + " (" + s.video.lossPercent.toFixed(1) + " %)";
+    el.statAudio.textContent = s.audio.packetsReceived + (s.audio.packetsLost ? " (" + s.audio.packetsLost + " lost)" : "");
+    el.statIn.textContent = formatKbps(s.bitrateInKbps);
+    el.statOut.textContent = formatKbps(s.bitrateOutKbps);
+    el.statRtt.textContent = s.rttMs == null ? "–" : s.rttMs + " ms";
+  }
+
+  function resetStatsView() {
+    for (const k of ["statResolution", "statFps", "statFrames", "statLoss", "statAudio", "statIn", "statOut", "statRtt"]) {
+      el[k].textContent = "–";
+    }
+  }
+
+  // ---------- recording ----------
+
+  async function startRecording() {
+    const c = call;
+    if (!c) return;
+    el.recStart.disabled = true;
+    el.recStatus.textContent = "Starting…";
+    try {
+      const r = await api("/rooms/" + encodeURIComponent(c.room) + "/recording", { method: "POST" });
+      if (!r.ok) throw new Error(await errorText(r));
+      const body = await r.json().catch(() => ({}));
+      el.recStatus.textContent = "Recording" + (body.file ? " to " + body.file : "") + ".";
+      pollRoom();
+    } catch (e) {
+      el.recStatus.textContent = "Could not start recording: " + e.message;
+    } finally {
+      el.recStart.disabled = false;
+    }
+  }
+
+  async function stopRecording() {
+    const c = call;
+    if (!c) return;
+    el.recStop.disabled = true;
+    el.recStatus.textContent = "Stopping…";
+    try {
+      const r = await api("/rooms/" + encodeURIComponent(c.room) + "/recording", { method: "DELETE" });
+      if (!r.ok) throw new Error(await errorText(r));
+      const body = await r.json().catch(() => ({}));
+      el.recStatus.textContent = "Saved " + (body.file || "recording") + ": " +
+        formatDuration(body.duration_ms) + ", " + formatBytes(body.bytes) + ".";
+      pollRoom();
+      loadRecordings();
+    } catch (e) {
+      el.recStatus.textContent = "Could not stop recording: " + e.message;
+      pollRoom();
+    }
+  }
+
+  async function loadRecordings() {
+    const list = el.recordings;
+    try {
+      const r = await api("/recordings", { cache: "no-store" });
+      if (!r.ok) throw new Error(await errorText(r));
+      const files = await r.json();
+      if (!Array.isArray(files) || files.length === 0) {
+        const li = document.createElement("li");
+        li.className = "muted";
+        li.textContent = "No recordings yet.";
+        list.replaceChildren(li);
+        return;
+      }
+      list.replaceChildren(...files.map((f) => {
+        const li = document.createElement("li");
+        const a = document.createElement("a");
+        a.href = "/recordings/" + encodeURIComponent(f.file);
+        a.textContent = f.file;
+        a.download = f.file;
+        a.addEventListener("click", downloadWithToken);
+        const size = document.createElement("span");
+        size.className = "muted";
+        size.textContent = formatBytes(f.bytes);
+        li.append(a, size);
+        return li;
+      }));
+    } catch (e) {
+      const li = document.createElement("li");
+      li.className = "muted";
+      li.textContent = "Recordings unavailable: " + e.message;
+      list.replaceChildren(li);
+    }
+  }
+
+  /** Links can't carry a bearer token: with one set, download through fetch. */
+  async function downloadWithToken(e) {
+    if (!el.token.value.trim()) return;
+    e.preventDefault();
+    const a = e.currentTarget;
+    try {
+      const r = await api(a.getAttribute("href"));
+      if (!r.ok) throw new Error(await errorText(r));
+      const url = URL.createObjectURL(await r.blob());
+      const tmp = document.createElement("a");
+      tmp.href = url;
+      tmp.download = a.download;
+      document.body.append(tmp);
+      tmp.click();
+      tmp.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+    } catch (err) {
+      el.recStatus.textContent = "Download failed: " + err.message;
+    }
+  }
+
+  // ---------- copy link ----------
+
+  async function copyLink() {
+    if (!call) return;
+    const link = roomLink(call.room);
+    try {
+      await navigator.clipboard.writeText(link);
+      el.copyResult.textContent = "Link copied.";
+      el.roomLink.hidden = true;
+    } catch (_) {
+      // No clipboard API (e.g. plain HTTP): show the link selected for manual copy.
+      el.roomLink.value = link;
+      el.roomLink.hidden = false;
+      el.roomLink.focus();
+      el.roomLink.select();
+      let ok = false;
+      try { ok = document.execCommand("copy"); } catch (_) { ok = false; }
+      el.copyResult.textContent = ok ? "Link copied." : "Copy the link above.";
+    }
+  }
+
+  // ---------- wiring ----------
+
+  el.form.addEventListener("submit", (e) => { e.preventDefault(); join(); });
+  el.leave.addEventListener("click", leave);
+  el.copyLink.addEventListener("click", copyLink);
+  el.unmute.addEventListener("click", playAudio);
+  el.recStart.addEventListener("click", startRecording);
+  el.recStop.addEventListener("click", stopRecording);
+  el.recRefresh.addEventListener("click", loadRecordings);
+  el.room.addEventListener("input", () => {
+    el.room.setCustomValidity(el.room.value === "" || ROOM_RE.test(el.room.value.trim()) ? "" : "invalid room name");
+  });
+  window.addEventListener("pagehide", () => teardown(true, true));
+
+  prefill();
+
+  window.mcu = {
+    get pc() { return call ? call.pc : null; },
+    state() {
+      const c = call;
+      const pc = c ? c.pc : null;
+      return {
+        joined: !!c,
+        room: c ? c.room : null,
+        name: c ? c.name : null,
+        participantUrl: c ? c.url : null,
+        participantId: c ? c.id : null,
+        connectionState: pc ? pc.connectionState : "closed",
+        iceConnectionState: pc ? pc.iceConnectionState : "closed",
+        iceGatheringState: pc ? pc.iceGatheringState : "new",
+        participants: c ? c.participants.map((p) => Object.assign({}, p)) : [],
+        participantCount: c ? c.participants.length : 0,
+        recording: c ? c.recording : null,
+        mediaNotice: el.notice.hidden ? "" : el.notice.textContent,
+        audioBlocked: !el.unmute.hidden,
+        local: { audio: !!(c && c.media && c.media.audio), video: !!(c && c.media && c.media.video) },
+        stats: c ? JSON.parse(JSON.stringify(c.stats)) : emptyStats(),
+      };
+    },
+    join,
+    leave,
+  };
+})();
