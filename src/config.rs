@@ -294,7 +294,10 @@ impl Config {
 
     /// Applies the contract's environment variables, read through `get` (so tests can
     /// pass a map instead of the process environment).
+    /// An empty variable counts as unset (compose files pass `VAR=` for optional
+    /// settings).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         fn parse<T: std::str::FromStr>(name: &'static str, value: String) -> Result<T, ConfigError>
         where
             T::Err: std::fmt::Display,
@@ -494,9 +497,9 @@ mod tests {
         let shown = c.to_redacted_toml();
         assert!(!shown.contains("s3cret") && !shown.contains("turnsecret"), "{shown}");
         assert!(!format!("{c:?}").contains("s3cret"));
-        // An empty secret means no secret.
-        c.apply_env(|k| (k == "MCU_AUTH_SECRET").then(String::new)).unwrap();
-        assert_eq!(c.auth.secret, None);
+        // An empty variable is unset: it changes nothing.
+        c.apply_env(|k| (k == "MCU_AUTH_SECRET" || k == "MCU_TURN_TTL").then(String::new)).unwrap();
+        assert_eq!((c.auth.secret.as_deref(), c.turn.ttl_s), (Some("s3cret"), 600));
         // TURN without its secret cannot hand out credentials.
         c.turn.secret = None;
         assert!(c.validate().is_err());

@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod layout;
@@ -13,3 +14,4 @@ pub mod recordings;
 pub mod room;
 pub mod rtc;
 pub mod server;
+pub mod turn;

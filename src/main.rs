@@ -24,6 +24,27 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (defaults, file, environment) as TOML.
     Config(ServeArgs),
+    /// Mint an access token (HS256, signed with MCU_AUTH_SECRET) and print it.
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// Room the token is for, or `*` for every room.
+    #[arg(long)]
+    room: String,
+    /// Identity of the bearer (the `sub` claim).
+    #[arg(long)]
+    identity: String,
+    /// Comma-separated permissions: publish, subscribe, record, admin.
+    #[arg(long, value_delimiter = ',', required = true)]
+    perms: Vec<mcu::auth::Permission>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl: u64,
+    /// The signing secret.
+    #[arg(long, env = "MCU_AUTH_SECRET", hide_env_values = true)]
+    secret: String,
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -69,6 +90,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Token(args) => mint_token(args),
         Command::Serve(args) => {
             let config = match load_config(&args) {
                 Ok(c) => c,
@@ -85,6 +107,29 @@ fn main() -> ExitCode {
                 }
             };
             runtime.block_on(serve(config))
+        }
+    }
+}
+
+fn mint_token(args: TokenArgs) -> ExitCode {
+    if args.room != "*" && mcu::room::RoomName::parse(&args.room).is_err() {
+        eprintln!("error: --room must be a room name or '*'");
+        return ExitCode::from(2);
+    }
+    let claims = mcu::auth::Claims {
+        sub: args.identity,
+        room: args.room,
+        exp: mcu::auth::unix_now() + args.ttl,
+        perms: args.perms,
+    };
+    match mcu::auth::mint(&args.secret, &claims) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

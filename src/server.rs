@@ -64,6 +64,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServeError> {
         .await
         .map_err(|e| ServeError::Listen { addr: listen, reason: e.to_string() })?;
     let http_addr = listener.local_addr().map_err(|e| ServeError::Listen { addr: listen, reason: e.to_string() })?;
+    if config.auth.secret.is_none() {
+        tracing::warn!("no MCU_AUTH_SECRET: the server is open; anyone who reaches it can join, record and list rooms");
+    }
     let recordings = RecordingStore::new(config.recording.dir.clone());
     let rooms = Rooms::new(Arc::new(ServerContext { config, engine, recordings }));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

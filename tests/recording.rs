@@ -45,12 +45,13 @@ fn ffprobe(path: &Path, count_frames: bool) -> Value {
     serde_json::from_slice(&out.stdout).expect("ffprobe json")
 }
 
-/// The frame shown at `seconds`, decoded by ffmpeg to RGB.
+/// The frame shown at `seconds`, decoded by ffmpeg to RGB from the start of the file
+/// (every frame up to it decodes, not just the one after a seek).
 fn frame_at(path: &Path, seconds: f64, width: u32, height: u32) -> Vec<u8> {
     let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-ss", &format!("{seconds:.3}"), "-i"])
+        .args(["-v", "error", "-xerror", "-i"])
         .arg(path)
-        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .args(["-ss", &format!("{seconds:.3}"), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
         .output()
         .expect("run ffmpeg");
     assert!(out.status.success(), "ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));

@@ -4,6 +4,7 @@
 use warp::http::StatusCode;
 use warp::reply::{self, Reply, Response};
 
+use crate::auth::AuthError;
 use crate::room::{JoinError, LeaveError, RecordingError};
 use crate::rtc::offer::OfferError;
 
@@ -64,6 +65,16 @@ impl From<RecordingError> for ApiError {
     }
 }
 
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let status = match &e {
+            AuthError::Missing | AuthError::Invalid(_) => StatusCode::UNAUTHORIZED,
+            AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
 /// An [`ApiError`] raised inside a filter chain, answered as is by [`recover`].
 #[derive(Debug)]
 struct Rejected(ApiError);
@@ -79,6 +90,8 @@ pub fn rejection(error: ApiError) -> warp::Rejection {
 pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
     let error = if let Some(Rejected(e)) = rejection.find::<Rejected>() {
         ApiError::new(e.status, e.message.clone())
+    } else if rejection.find::<warp::cors::CorsForbidden>().is_some() {
+        ApiError::new(StatusCode::FORBIDDEN, "origin not allowed (CORS)")
     } else if rejection.is_not_found() {
         ApiError::new(StatusCode::NOT_FOUND, "not found")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {

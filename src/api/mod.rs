@@ -1,31 +1,69 @@
-//! The HTTP API (contract v1): warp routes, request validation, and responses.
+//! The HTTP API (contract v1): warp routes, request validation, access control and
+//! responses. Every error is the contract's JSON `{"error": ...}`.
 
 mod error;
+mod limit;
 mod web;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Buf;
 use futures::{Stream, StreamExt};
 use warp::Filter;
+use warp::filters::BoxedFilter;
 use warp::http::{StatusCode, header};
 use warp::reply::{Reply, Response};
 
 pub use error::ApiError;
 
+use crate::auth::{Access, Authenticator, Permission};
 use crate::metrics;
 use crate::room::{JoinRequest, ParticipantId, RoomName, Rooms};
+use crate::rtc::offer::inspect_offer;
 
 /// Longest display name accepted.
 const MAX_NAME_CHARS: usize = 64;
 
-/// Every route of the API, with JSON errors.
+/// What every handler shares.
+struct Api {
+    rooms: Arc<Rooms>,
+    auth: Authenticator,
+    joins: limit::JoinLimiter,
+}
+
+impl Api {
+    /// Verifies the `Authorization` header and requires `perms` for `room`.
+    fn authorize(
+        &self,
+        authorization: Option<&str>,
+        room: Option<&str>,
+        perms: &[Permission],
+    ) -> Result<Access, ApiError> {
+        let access = self.auth.check(authorization)?;
+        access.require(room, perms)?;
+        Ok(access)
+    }
+}
+
+type Shared = Arc<Api>;
+type Authorization = Option<String>;
+
+/// Every route of the API, with JSON errors and, when configured, CORS.
 pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    let web_dir = rooms.context().config.server.web_dir.clone();
+    let config = &rooms.context().config;
+    let web_dir = config.server.web_dir.clone();
     let recordings_dir = rooms.context().recordings.dir().to_owned();
-    let with_rooms = warp::any().map(move || Arc::clone(&rooms));
+    let cors_origins = config.auth.cors_origins.clone();
+    let api = Arc::new(Api {
+        auth: Authenticator::new(config.auth.secret.as_deref()),
+        joins: limit::JoinLimiter::new(config.server.join_rate_per_min),
+        rooms,
+    });
+    let with_api = warp::any().map(move || Arc::clone(&api));
+    let bearer = || warp::header::optional::<String>("authorization");
 
     // Paths before methods, so an unknown path is 404 and a known one 405.
     let join = warp::path!("rooms" / String / "join")
@@ -33,55 +71,110 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::header::optional::<u64>("content-length"))
+        .and(bearer())
+        .and(warp::addr::remote())
         .and(warp::body::stream())
-        .and(with_rooms.clone())
-        .then(join)
+        .and(with_api.clone())
+        .then(|room, query, content_type, content_length, authorization, remote, body, api: Shared| async move {
+            let request = JoinHttp { room, query, content_type, content_length, authorization, remote };
+            reply(join(request, body, api).await)
+        })
         .boxed();
     let leave = warp::path!("rooms" / String / "participants" / String)
         .and(warp::delete())
-        .and(with_rooms.clone())
-        .then(leave)
+        .and(bearer())
+        .and(with_api.clone())
+        .then(|room, id, authorization, api| async move { reply(leave(room, id, authorization, api).await) })
         .boxed();
-    let list = warp::path!("rooms").and(warp::get()).and(with_rooms.clone()).then(list_rooms).boxed();
-    let state = warp::path!("rooms" / String).and(warp::get()).and(with_rooms.clone()).then(room_state).boxed();
-    let health = warp::path!("healthz")
+    let list = warp::path!("rooms")
         .and(warp::get())
-        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response())
+        .and(bearer())
+        .and(with_api.clone())
+        .then(|authorization, api| async move { reply(list_rooms(authorization, api).await) })
+        .boxed();
+    let state = warp::path!("rooms" / String)
+        .and(warp::get())
+        .and(bearer())
+        .and(with_api.clone())
+        .then(|room, authorization, api| async move { reply(room_state(room, authorization, api).await) })
         .boxed();
     let recording = warp::path!("rooms" / String / "recording");
-    let start_recording = recording.and(warp::post()).and(with_rooms.clone()).then(start_recording).boxed();
-    let stop_recording = recording.and(warp::delete()).and(with_rooms.clone()).then(stop_recording).boxed();
-    let list_recordings =
-        warp::path!("recordings").and(warp::get()).and(with_rooms.clone()).then(list_recordings).boxed();
+    let start_recording = recording
+        .and(warp::post())
+        .and(bearer())
+        .and(with_api.clone())
+        .then(|room, authorization, api| async move { reply(start_recording(room, authorization, api).await) })
+        .boxed();
+    let stop_recording = recording
+        .and(warp::delete())
+        .and(bearer())
+        .and(with_api.clone())
+        .then(|room, authorization, api| async move { reply(stop_recording(room, authorization, api).await) })
+        .boxed();
+    let list_recordings = warp::path!("recordings")
+        .and(warp::get())
+        .and(bearer())
+        .and(with_api.clone())
+        .then(|authorization, api| async move { reply(list_recordings(authorization, api).await) })
+        .boxed();
     let download = warp::path("recordings")
         .and(warp::path::peek())
-        .and_then(|tail: warp::path::Peek| async move {
-            if crate::recordings::is_recording_name(tail.as_str()) {
-                Ok(())
-            } else {
-                Err(error::rejection(ApiError::new(StatusCode::BAD_REQUEST, "invalid recording file name")))
-            }
+        .and(bearer())
+        .and(with_api.clone())
+        .and_then(|tail: warp::path::Peek, authorization: Authorization, api: Shared| async move {
+            check_download(tail.as_str(), authorization.as_deref(), &api).map_err(error::rejection)
         })
         .untuple_one()
         .and(warp::fs::dir(recordings_dir))
         .map(Reply::into_response)
         .boxed();
-    let metrics = warp::path!("metrics").and(warp::get()).and(with_rooms).then(metrics_text).boxed();
+    let ice_servers = warp::path!("ice-servers")
+        .and(warp::get())
+        .and(bearer())
+        .and(with_api.clone())
+        .then(|authorization, api| async move { reply(ice_servers(authorization, api)) })
+        .boxed();
+    let health = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response())
+        .boxed();
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(bearer())
+        .and(with_api)
+        .then(|authorization, api| async move { reply(metrics_text(authorization, api).await) })
+        .boxed();
 
     let conference = join.or(leave).unify().or(list).unify().or(state).unify().boxed();
     let recordings =
         start_recording.or(stop_recording).unify().or(list_recordings).unify().or(download).unify().boxed();
-    let operations = health.or(metrics).unify().boxed();
-    conference
-        .or(recordings)
-        .unify()
-        .or(operations)
-        .unify()
-        .or(web::routes(web_dir))
-        .unify()
-        .recover(error::recover)
-        .unify()
-        .with(warp::trace::request())
+    let operations = ice_servers.or(health).unify().or(metrics).unify().boxed();
+    let all: BoxedFilter<(Response,)> =
+        conference.or(recordings).unify().or(operations).unify().or(web::routes(web_dir)).unify().boxed();
+    // Without configured origins there is no CORS layer at all: same-origin pages
+    // (which send an Origin header on POST too) must not be refused.
+    let all = match cors(&cors_origins) {
+        Some(cors) => all.with(cors).map(Reply::into_response).boxed(),
+        None => all,
+    };
+    all.recover(error::recover).unify().with(warp::trace::request())
+}
+
+/// Cross-origin access for browsers on the listed origins (none: same-origin only).
+fn cors(origins: &[String]) -> Option<warp::cors::Builder> {
+    if origins.is_empty() {
+        return None;
+    }
+    let builder = warp::cors()
+        .allow_methods(["GET", "POST", "DELETE", "OPTIONS"])
+        .allow_headers(["content-type", "authorization"])
+        .expose_headers(["location"])
+        .max_age(600);
+    Some(if origins.iter().any(|o| o == "*") {
+        builder.allow_any_origin()
+    } else {
+        builder.allow_origins(origins.iter().map(String::as_str))
+    })
 }
 
 fn room_name(room: &str) -> Result<RoomName, ApiError> {
@@ -92,57 +185,69 @@ fn reply(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(Reply::into_response)
 }
 
-async fn join(
+/// The parts of a join request besides its body.
+struct JoinHttp {
     room: String,
     query: HashMap<String, String>,
     content_type: Option<String>,
     content_length: Option<u64>,
-    body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin,
-    rooms: Arc<Rooms>,
-) -> Response {
-    reply(join_inner(room, query, content_type, content_length, body, rooms).await)
+    authorization: Authorization,
+    remote: Option<SocketAddr>,
 }
 
-async fn join_inner(
-    room: String,
-    query: HashMap<String, String>,
-    content_type: Option<String>,
-    content_length: Option<u64>,
+async fn join(
+    request: JoinHttp,
     body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin,
-    rooms: Arc<Rooms>,
+    api: Shared,
 ) -> Result<Response, ApiError> {
-    let room = room_name(&room)?;
-    let mime = content_type.as_deref().and_then(|c| c.split(';').next()).map(|m| m.trim().to_ascii_lowercase());
+    let room = room_name(&request.room)?;
+    let access = api.authorize(request.authorization.as_deref(), Some(room.as_str()), &[])?;
+    if let Some(remote) = request.remote {
+        api.joins.check(remote.ip())?;
+    }
+    let mime = request.content_type.as_deref().and_then(|c| c.split(';').next()).map(|m| m.trim().to_ascii_lowercase());
     if mime.as_deref() != Some("application/sdp") {
         return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/sdp"));
     }
-    let limit = rooms.context().config.server.max_sdp_bytes;
-    if content_length.is_some_and(|len| len > limit) {
+    let limit = api.rooms.context().config.server.max_sdp_bytes;
+    if request.content_length.is_some_and(|len| len > limit) {
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("SDP offer larger than {limit} bytes")));
     }
     let offer = read_limited(body, limit).await?;
-    let name = match query.get("name").map(|n| n.trim()) {
-        Some(n) if n.chars().count() > MAX_NAME_CHARS => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("name longer than {MAX_NAME_CHARS} characters"),
-            ));
-        }
-        Some(n) if n.chars().any(char::is_control) => {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "name contains control characters"));
-        }
-        Some("") | None => None,
-        Some(n) => Some(n.to_owned()),
-    };
-    let answer = rooms.join(&room, JoinRequest { offer, name }).await?;
+    // Sending needs `publish`, receiving `subscribe`.
+    let summary = inspect_offer(&offer).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let directions = [summary.audio, summary.video];
+    let mut needed = Vec::new();
+    if directions.iter().flatten().any(|d| d.publishes()) {
+        needed.push(Permission::Publish);
+    }
+    if directions.iter().flatten().any(|d| d.receives()) {
+        needed.push(Permission::Subscribe);
+    }
+    access.require(Some(room.as_str()), &needed)?;
+    let name = display_name(&request.query)?;
+    let answer = api.rooms.join(&room, JoinRequest { offer, name }).await?;
     let location = format!("/rooms/{room}/participants/{}", answer.id);
-    let response = warp::http::Response::builder()
+    warp::http::Response::builder()
         .status(StatusCode::CREATED)
         .header(header::CONTENT_TYPE, "application/sdp")
         .header(header::LOCATION, location)
         .body(answer.answer.into())
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(response)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// The optional `?name=`, trimmed and checked.
+fn display_name(query: &HashMap<String, String>) -> Result<Option<String>, ApiError> {
+    match query.get("name").map(|n| n.trim()) {
+        Some(n) if n.chars().count() > MAX_NAME_CHARS => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, format!("name longer than {MAX_NAME_CHARS} characters")))
+        }
+        Some(n) if n.chars().any(char::is_control) => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, "name contains control characters"))
+        }
+        Some("") | None => Ok(None),
+        Some(n) => Ok(Some(n.to_owned())),
+    }
 }
 
 /// Reads a body of at most `limit` bytes as UTF-8, whatever its transfer encoding.
@@ -166,70 +271,75 @@ async fn read_limited(
     String::from_utf8(data).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "SDP offer is not UTF-8"))
 }
 
-async fn leave(room: String, id: String, rooms: Arc<Rooms>) -> Response {
-    reply(
-        async {
-            let room = room_name(&room)?;
-            rooms.leave(&room, ParticipantId::from_path(&id)).await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        .await,
-    )
+async fn leave(room: String, id: String, authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
+    let room = room_name(&room)?;
+    api.authorize(authorization.as_deref(), Some(room.as_str()), &[])?;
+    api.rooms.leave(&room, ParticipantId::from_path(&id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_rooms(rooms: Arc<Rooms>) -> Response {
-    warp::reply::json(&rooms.list().await).into_response()
+async fn list_rooms(authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
+    api.authorize(authorization.as_deref(), None, &[Permission::Admin])?;
+    Ok(warp::reply::json(&api.rooms.list().await).into_response())
 }
 
-async fn room_state(room: String, rooms: Arc<Rooms>) -> Response {
-    reply(
-        async {
-            let room = room_name(&room)?;
-            let state = rooms.state(&room).await.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown room"))?;
-            Ok(warp::reply::json(&state).into_response())
-        }
-        .await,
-    )
+async fn room_state(room: String, authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
+    let room = room_name(&room)?;
+    api.authorize(authorization.as_deref(), Some(room.as_str()), &[])?;
+    let state = api.rooms.state(&room).await.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown room"))?;
+    Ok(warp::reply::json(&state).into_response())
 }
 
-async fn start_recording(room: String, rooms: Arc<Rooms>) -> Response {
-    reply(
-        async {
-            let room = room_name(&room)?;
-            let started = rooms.start_recording(&room).await?;
-            Ok(warp::reply::with_status(warp::reply::json(&started), StatusCode::CREATED).into_response())
-        }
-        .await,
-    )
+async fn start_recording(room: String, authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
+    let room = room_name(&room)?;
+    api.authorize(authorization.as_deref(), Some(room.as_str()), &[Permission::Record])?;
+    let started = api.rooms.start_recording(&room).await?;
+    Ok(warp::reply::with_status(warp::reply::json(&started), StatusCode::CREATED).into_response())
 }
 
-async fn stop_recording(room: String, rooms: Arc<Rooms>) -> Response {
-    reply(
-        async {
-            let room = room_name(&room)?;
-            let stopped = rooms.stop_recording(&room).await?;
-            Ok(warp::reply::json(&stopped).into_response())
-        }
-        .await,
-    )
+async fn stop_recording(room: String, authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
+    let room = room_name(&room)?;
+    api.authorize(authorization.as_deref(), Some(room.as_str()), &[Permission::Record])?;
+    let stopped = api.rooms.stop_recording(&room).await?;
+    Ok(warp::reply::json(&stopped).into_response())
 }
 
-async fn list_recordings(rooms: Arc<Rooms>) -> Response {
-    let store = rooms.context().recordings.clone();
-    let listed = tokio::task::spawn_blocking(move || store.list()).await;
-    match listed {
-        Ok(Ok(files)) => warp::reply::json(&files).into_response(),
-        Ok(Err(e)) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-        Err(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "listing failed").into_response(),
+async fn list_recordings(authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
+    api.authorize(authorization.as_deref(), None, &[Permission::Admin])?;
+    let store = api.rooms.context().recordings.clone();
+    match tokio::task::spawn_blocking(move || store.list()).await {
+        Ok(Ok(files)) => Ok(warp::reply::json(&files).into_response()),
+        Ok(Err(e)) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(_) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "listing failed")),
     }
 }
 
-async fn metrics_text(rooms: Arc<Rooms>) -> Response {
-    let (room_count, participants) = rooms.counts().await;
-    warp::reply::with_header(
+/// Allows a download of a plain recording name by an admin (no path traversal).
+fn check_download(name: &str, authorization: Option<&str>, api: &Api) -> Result<(), ApiError> {
+    api.authorize(authorization, None, &[Permission::Admin])?;
+    if crate::recordings::is_recording_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid recording file name"))
+    }
+}
+
+fn ice_servers(authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
+    let access = api.authorize(authorization.as_deref(), None, &[])?;
+    let turn = &api.rooms.context().config.turn;
+    let doc = crate::turn::ice_servers(turn, access.identity(), crate::auth::unix_now());
+    let mut response = warp::reply::json(&doc).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+async fn metrics_text(authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
+    api.authorize(authorization.as_deref(), None, &[Permission::Admin])?;
+    let (room_count, participants) = api.rooms.counts().await;
+    Ok(warp::reply::with_header(
         metrics::render(room_count, participants),
         header::CONTENT_TYPE,
         "text/plain; version=0.0.4",
     )
-    .into_response()
+    .into_response())
 }

@@ -14,10 +14,12 @@ use webrtc::api::interceptor_registry::register_default_interceptors;
 use webrtc::api::media_engine::MediaEngine;
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::ice::network_type::NetworkType;
+use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecParameters, RTPCodecType};
@@ -44,6 +46,12 @@ pub struct ClientOptions {
     pub receive: bool,
     /// Only use loopback candidates (tests on one machine).
     pub loopback_only: bool,
+    /// Bearer token for servers that require one.
+    pub token: Option<String>,
+    /// STUN/TURN servers (e.g. from `GET /ice-servers`).
+    pub ice_servers: Vec<RTCIceServer>,
+    /// Use relayed (TURN) candidates only, like `iceTransportPolicy: "relay"`.
+    pub relay_only: bool,
 }
 
 impl Default for ClientOptions {
@@ -55,6 +63,9 @@ impl Default for ClientOptions {
             tone_hz: Some(440.0),
             receive: true,
             loopback_only: true,
+            token: None,
+            ice_servers: Vec::new(),
+            relay_only: false,
         }
     }
 }
@@ -91,13 +102,23 @@ pub struct Client {
     pub received: Arc<Received>,
     base_url: String,
     senders: Vec<send::SenderHandle>,
+    token: Option<String>,
 }
 
 impl Client {
     /// Joins `room` on the server at `base_url` (e.g. `http://127.0.0.1:8080`).
     pub async fn join(base_url: &str, room: &str, options: ClientOptions) -> Result<Self, ClientError> {
         crate::media::init().map_err(|e| ClientError::Media(e.to_string()))?;
-        let pc = Arc::new(new_api(options.loopback_only)?.new_peer_connection(RTCConfiguration::default()).await?);
+        let rtc_config = RTCConfiguration {
+            ice_servers: options.ice_servers.clone(),
+            ice_transport_policy: if options.relay_only {
+                RTCIceTransportPolicy::Relay
+            } else {
+                RTCIceTransportPolicy::All
+            },
+            ..Default::default()
+        };
+        let pc = Arc::new(new_api(options.loopback_only)?.new_peer_connection(rtc_config).await?);
         let received = Arc::new(Received::default());
         let direction =
             if options.receive { RTCRtpTransceiverDirection::Sendrecv } else { RTCRtpTransceiverDirection::Sendonly };
@@ -144,8 +165,11 @@ impl Client {
         if let Some(name) = &options.name {
             url.push_str(&format!("?name={name}"));
         }
-        let response =
-            reqwest::Client::new().post(url).header("content-type", "application/sdp").body(offer_sdp).send().await?;
+        let mut request = reqwest::Client::new().post(url).header("content-type", "application/sdp").body(offer_sdp);
+        if let Some(token) = &options.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = request.send().await?;
         let status = response.status().as_u16();
         let location = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let body = response.text().await?;
@@ -161,7 +185,7 @@ impl Client {
         if let (Some(hz), Some((track, _))) = (options.tone_hz, audio_out) {
             senders.push(send::start_tone(track, hz)?);
         }
-        Ok(Self { pc, location, received, base_url: base_url.to_owned(), senders })
+        Ok(Self { pc, location, received, base_url: base_url.to_owned(), senders, token: options.token })
     }
 
     /// Waits until the peer connection is connected.
@@ -178,8 +202,11 @@ impl Client {
 
     /// Leaves with `DELETE` and closes the connection; returns the DELETE status.
     pub async fn leave(self) -> Result<u16, ClientError> {
-        let status =
-            reqwest::Client::new().delete(format!("{}{}", self.base_url, self.location)).send().await?.status();
+        let mut request = reqwest::Client::new().delete(format!("{}{}", self.base_url, self.location));
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let status = request.send().await?.status();
         self.close().await;
         Ok(status.as_u16())
     }

@@ -21,15 +21,23 @@ pub struct Server {
 impl Server {
     /// Starts the server with the test defaults plus `extra_toml` (merged by section).
     pub fn start(extra_toml: &str) -> Server {
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let path = dir.join(format!("mcu-test-{}-{}.toml", std::process::id(), rand_suffix()));
-        let config = format!("[rtc]\ninclude_loopback = true\ninterfaces = [\"lo\"]\n{extra_toml}\n",);
-        std::fs::write(&path, config).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mcu"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&path)
-            .env("MCU_LISTEN", "127.0.0.1:0")
+        let config = format!("[rtc]\ninclude_loopback = true\ninterfaces = [\"lo\"]\n{extra_toml}\n");
+        Server::start_with(Some(&config), &[("MCU_LISTEN", "127.0.0.1:0")])
+    }
+
+    /// Starts the server with an optional config file and extra environment, as an
+    /// operator would (e.g. a container's environment and no file).
+    pub fn start_with(config: Option<&str>, env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mcu"));
+        command.arg("serve");
+        if let Some(config) = config {
+            let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+            let path = dir.join(format!("mcu-test-{}-{}.toml", std::process::id(), rand_suffix()));
+            std::fs::write(&path, config).expect("write config");
+            command.arg("--config").arg(&path);
+        }
+        let mut child = command
+            .envs(env.iter().copied())
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,webrtc=error".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,0 +1,62 @@
+//! The per-IP limit on joins (`server.join_rate_per_min`): a keyed token bucket, so
+//! one address cannot flood the server with peer connections.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use warp::http::StatusCode;
+
+use super::ApiError;
+
+/// Addresses tracked before idle ones are forgotten.
+const MAX_TRACKED: usize = 10_000;
+
+/// Joins allowed per client address.
+pub struct JoinLimiter {
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl JoinLimiter {
+    /// `per_minute` joins per address, in bursts of up to as many; 0 disables.
+    pub fn new(per_minute: u32) -> Self {
+        Self { limiter: NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n))) }
+    }
+
+    /// Counts a join from `ip`; 429 when it is over its rate.
+    pub fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
+        if limiter.len() > MAX_TRACKED {
+            limiter.retain_recent();
+        }
+        limiter.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now()).as_secs() + 1;
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, format!("too many joins from {ip}; retry in {wait} s"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_address_gets_its_own_budget() {
+        let limiter = JoinLimiter::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(limiter.check(a).is_ok());
+        assert!(limiter.check(a).is_ok());
+        let refused = limiter.check(a).unwrap_err();
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(limiter.check(b).is_ok(), "another address is not affected");
+    }
+
+    #[test]
+    fn zero_disables_the_limit() {
+        let limiter = JoinLimiter::new(0);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!((0..1000).all(|_| limiter.check(a).is_ok()));
+    }
+}
