@@ -71,6 +71,7 @@ fn load_config(args: &ServeArgs) -> Result<Config, mcu::config::ConfigError> {
 }
 
 fn main() -> ExitCode {
+    mcu::media::limit_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
             EnvFilter::new("info,webrtc=error,webrtc_ice=error,webrtc_dtls=error,webrtc_srtp=error,warp=error")

@@ -39,3 +39,23 @@ pub fn init() -> Result<(), MediaError> {
     static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
     RESULT.get_or_init(|| gstreamer::init().map_err(|e| e.to_string())).clone().map_err(MediaError::Init)
 }
+
+/// Caps glibc's malloc arenas at one per CPU. Call once at startup, before threads.
+///
+/// Every room brings short-lived GStreamer streaming threads and webrtc-rs tasks; with
+/// glibc's default (eight arenas per CPU) each new thread may land in a fresh arena,
+/// and memory freed there when the room closes stays in that arena. Measured with
+/// rooms opened and closed in a loop: resident memory grew by ~30 MB per room with
+/// the default and stayed between ~80 and ~125 MB with the cap (tests/soak.rs).
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+        let cpus = i32::try_from(cpus).unwrap_or(i32::MAX);
+        // SAFETY: mallopt only changes glibc's allocator parameters; M_ARENA_MAX is
+        // valid at any time and affects arenas created afterwards.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, cpus);
+        }
+    }
+}
