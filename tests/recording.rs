@@ -59,12 +59,15 @@ fn frame_at(path: &Path, seconds: f64, width: u32, height: u32) -> Vec<u8> {
     out.stdout
 }
 
-/// The whole audio track decoded by ffmpeg to mono 48 kHz samples.
+/// The whole audio track decoded by ffmpeg to mono 48 kHz samples, placed by their
+/// timestamps from the file's start (gaps become silence): sample `i` is at
+/// `i / 48000` s.
 fn audio_of(path: &Path) -> Vec<i16> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
-        .args(["-vn", "-ac", "1", "-ar", "48000", "-f", "s16le", "-"])
+        .args(["-vn", "-af", "aresample=async=1:min_hard_comp=0.005:first_pts=0", "-ac", "1", "-ar", "48000"])
+        .args(["-f", "s16le", "-"])
         .output()
         .expect("run ffmpeg");
     assert!(out.status.success(), "ffmpeg audio decode failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -291,4 +294,55 @@ async fn auto_recording_of_an_audio_only_room_is_finalized_when_it_empties() {
     assert_eq!(stream(&probe, "audio").expect("audio")["codec_name"], "opus");
     let seconds: f64 = probe["format"]["duration"].as_str().expect("finalized with a duration").parse().unwrap();
     assert!((2.5..4.5).contains(&seconds), "about 3 s recorded: {seconds}");
+}
+
+/// Times (seconds from the file's start) at which the picture's centre turns bright,
+/// from ffmpeg's own frame timestamps.
+fn video_brightening(path: &Path) -> Option<f64> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "info", "-i"])
+        .arg(path)
+        .args(["-map", "0:v", "-vf", "crop=64:64:608:328,showinfo", "-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    let log = String::from_utf8_lossy(&out.stderr);
+    log.lines().filter(|l| l.contains("Parsed_showinfo")).find_map(|l| {
+        let pts: f64 = l.split("pts_time:").nth(1)?.split_whitespace().next()?.parse().ok()?;
+        let mean: f64 = l.split("mean:[").nth(1)?.split_whitespace().next()?.parse().ok()?;
+        (mean > 128.0).then_some(pts)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recorded_audio_and_video_are_in_sync() {
+    let dir = recordings_dir("sync");
+    let server = server_recording_to(&dir, "");
+    let options = ClientOptions { start_muted: true, ..publisher("cue", 0x000080, 440.0) };
+    let sender = server.join("sync", options).await;
+    assert!(sender.wait_connected(Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, started) = request(reqwest::Method::POST, format!("{}/rooms/sync/recording", server.url)).await;
+    assert_eq!(status, 201);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Camera turns white and the tone starts at the same instant.
+    sender.cue(0xffffff);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (status, _) = request(reqwest::Method::DELETE, format!("{}/rooms/sync/recording", server.url)).await;
+    assert_eq!(status, 200);
+
+    let path = dir.join(started["file"].as_str().unwrap());
+    let video_onset = video_brightening(&path).expect("the picture turns white in the recording");
+    let pcm = audio_of(&path);
+    let window = 240; // 5 ms
+    let audio_onset = pcm
+        .chunks(window)
+        .position(|w| (w.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / w.len() as f64).sqrt() > 1000.0)
+        .map(|i| (i * window) as f64 / 48_000.0)
+        .expect("the tone starts in the recording");
+    let skew_ms = (audio_onset - video_onset) * 1000.0;
+    eprintln!(
+        "cue in the recording: video at {video_onset:.3} s, audio at {audio_onset:.3} s, audio - video = {skew_ms:.0} ms"
+    );
+    assert!(skew_ms.abs() <= 80.0, "audio/video skew {skew_ms:.0} ms exceeds 80 ms");
+    sender.close().await;
 }

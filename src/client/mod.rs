@@ -52,6 +52,8 @@ pub struct ClientOptions {
     pub ice_servers: Vec<RTCIceServer>,
     /// Use relayed (TURN) candidates only, like `iceTransportPolicy: "relay"`.
     pub relay_only: bool,
+    /// Start with the tone muted (see [`Client::cue`]).
+    pub start_muted: bool,
 }
 
 impl Default for ClientOptions {
@@ -66,6 +68,7 @@ impl Default for ClientOptions {
             token: None,
             ice_servers: Vec::new(),
             relay_only: false,
+            start_muted: false,
         }
     }
 }
@@ -183,7 +186,7 @@ impl Client {
             senders.push(send::start_video(track, sender, color, options.video_size)?);
         }
         if let (Some(hz), Some((track, _))) = (options.tone_hz, audio_out) {
-            senders.push(send::start_tone(track, hz)?);
+            senders.push(send::start_tone(track, hz, options.start_muted)?);
         }
         Ok(Self { pc, location, received, base_url: base_url.to_owned(), senders, token: options.token })
     }
@@ -209,6 +212,15 @@ impl Client {
         let status = request.send().await?.status();
         self.close().await;
         Ok(status.as_u16())
+    }
+
+    /// At one instant, switches the camera to `color` and unmutes the tone: a cue to
+    /// find in both media downstream (audio/video sync checks).
+    pub fn cue(&self, color: u32) {
+        for s in &self.senders {
+            s.set_color(color);
+            s.set_muted(false);
+        }
     }
 
     /// Stops sending video (the track stays negotiated, packets stop: a stalled camera).

@@ -22,7 +22,25 @@ use crate::media::template::{self, render};
 /// Stops a sender when dropped.
 pub(super) enum SenderHandle {
     Video(gst::Pipeline),
-    Tone(Arc<AtomicBool>),
+    Tone { stop: Arc<AtomicBool>, muted: Arc<AtomicBool> },
+}
+
+impl SenderHandle {
+    /// Changes the camera's colour from the next frame on.
+    pub(super) fn set_color(&self, color: u32) {
+        if let SenderHandle::Video(p) = self
+            && let Some(camera) = p.by_name("camera")
+        {
+            camera.set_property("foreground-color", 0xff00_0000 | color);
+        }
+    }
+
+    /// Mutes or unmutes the tone from the next 20 ms frame on.
+    pub(super) fn set_muted(&self, mute: bool) {
+        if let SenderHandle::Tone { muted, .. } = self {
+            muted.store(mute, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Drop for SenderHandle {
@@ -31,7 +49,7 @@ impl Drop for SenderHandle {
             SenderHandle::Video(p) => {
                 let _ = p.set_state(gst::State::Null);
             }
-            SenderHandle::Tone(stop) => stop.store(true, Ordering::SeqCst),
+            SenderHandle::Tone { stop, .. } => stop.store(true, Ordering::SeqCst),
         }
     }
 }
@@ -100,12 +118,19 @@ pub(super) fn start_video(
     Ok(SenderHandle::Video(pipeline))
 }
 
-/// Starts a sine tone at `hz`, Opus-encoded in 20 ms frames on its own thread.
-pub(super) fn start_tone(track: Arc<TrackLocalStaticSample>, hz: f32) -> Result<SenderHandle, ClientError> {
+/// Starts a sine tone at `hz`, Opus-encoded in 20 ms frames on its own thread;
+/// silence while `muted`.
+pub(super) fn start_tone(
+    track: Arc<TrackLocalStaticSample>,
+    hz: f32,
+    muted: bool,
+) -> Result<SenderHandle, ClientError> {
     let mut encoder = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Audio)
         .map_err(|e| ClientError::Media(e.to_string()))?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = Arc::clone(&stop);
+    let muted = Arc::new(AtomicBool::new(muted));
+    let silent = Arc::clone(&muted);
     let runtime = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name(format!("tone-{hz}"))
@@ -116,8 +141,9 @@ pub(super) fn start_tone(track: Arc<TrackLocalStaticSample>, hz: f32) -> Result<
             let step = std::f64::consts::TAU * f64::from(hz) / 48_000.0;
             let mut next = Instant::now();
             while !stopped.load(Ordering::SeqCst) {
+                let gain = if silent.load(Ordering::SeqCst) { 0.0 } else { 8000.0 };
                 for s in pcm.iter_mut() {
-                    *s = (phase.sin() * 8000.0) as i16;
+                    *s = (phase.sin() * gain) as i16;
                     phase = (phase + step) % std::f64::consts::TAU;
                 }
                 if let Ok(n) = encoder.encode(&pcm, &mut out) {
@@ -135,5 +161,5 @@ pub(super) fn start_tone(track: Arc<TrackLocalStaticSample>, hz: f32) -> Result<
             }
         })
         .map_err(|e| ClientError::Media(e.to_string()))?;
-    Ok(SenderHandle::Tone(stop))
+    Ok(SenderHandle::Tone { stop, muted })
 }

@@ -56,6 +56,9 @@ pub struct Recorder {
 
 /// Length of one audio frame from the mixer.
 const AUDIO_FRAME: Duration = Duration::from_millis(20);
+/// How far behind its capture time an audio frame may be laid before the timeline
+/// re-anchors; above the mixer's own catch-up window (five frames).
+const MAX_AUDIO_LAG: Duration = Duration::from_millis(120);
 /// How long finalizing may wait for the muxer to write its index.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -222,9 +225,9 @@ impl Drop for Recorder {
 ///
 /// The file starts at the first video keyframe (or the first audio frame when there
 /// is no video); audio that arrives before that waits in a short queue and is kept
-/// from the keyframe's moment on. Audio frames are laid end to end (20 ms apart) and
-/// re-anchored to their capture time only when they drift by more than two frames,
-/// e.g. after the mixer was starved of CPU.
+/// from the keyframe's moment on. Audio frames are laid end to end (20 ms apart), also
+/// when a stalled mixer catches up in a burst, and re-anchored to their capture time
+/// only when they fall further behind than the mixer ever catches up (it skips ticks).
 #[derive(Debug)]
 pub struct Timeline<A> {
     has_video: bool,
@@ -304,10 +307,12 @@ impl<A> Timeline<A> {
         let frame_ns = AUDIO_FRAME.as_nanos() as u64;
         let at = captured.checked_sub(self.zero?)?;
         let pts = match self.next_audio {
-            Some(next) if at.abs_diff(next) <= 2 * frame_ns => next,
-            // Behind what is written already: would overlap, skip.
-            Some(next) if at < next => return None,
-            _ => at,
+            // The mixer skipped ticks (it resumes from "now" when it falls more than
+            // five frames behind): keep the gap as time.
+            Some(next) if at > next + MAX_AUDIO_LAG.as_nanos() as u64 => at,
+            // On time, or catching up after a short stall: end to end.
+            Some(next) => next,
+            None => at,
         };
         self.next_audio = Some(pts + frame_ns);
         self.end = self.end.max(pts + frame_ns);
@@ -350,12 +355,15 @@ mod tests {
     }
 
     #[test]
-    fn audio_reanchors_after_a_stall_and_never_overlaps() {
+    fn a_catch_up_burst_is_laid_end_to_end_and_skipped_ticks_stay_a_gap() {
         let mut t = Timeline::new(false, 50);
         t.audio(0, ());
-        assert_eq!(t.audio(300 * MS, ()).map(|p| p.0), Some(300 * MS), "gap after a stall is kept as time");
-        assert_eq!(t.audio(250 * MS, ()).map(|p| p.0), None, "late frame would overlap");
-        assert_eq!(t.audio(320 * MS, ()).map(|p| p.0), Some(320 * MS));
+        // A 60 ms stall, then the mixer catches up: four frames in a burst.
+        let burst: Vec<u64> = [80, 81, 82, 83].iter().filter_map(|&ms| t.audio(ms * MS, ()).map(|p| p.0)).collect();
+        assert_eq!(burst, vec![20 * MS, 40 * MS, 60 * MS, 80 * MS], "no frame dropped, none overlapping");
+        // The mixer skipped ticks: the gap is kept as time.
+        assert_eq!(t.audio(500 * MS, ()).map(|p| p.0), Some(500 * MS));
+        assert_eq!(t.audio(521 * MS, ()).map(|p| p.0), Some(520 * MS));
     }
 
     #[test]
