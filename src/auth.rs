@@ -20,6 +20,9 @@ pub enum Permission {
     /// List rooms and recordings, download recordings, read metrics; implies every
     /// other permission.
     Admin,
+    /// A permission this server does not know (from another issuer): grants nothing.
+    #[serde(other)]
+    Unknown,
 }
 
 impl std::str::FromStr for Permission {
@@ -123,6 +126,8 @@ impl Authenticator {
         // Expiry is exact: a token expired one second ago is expired.
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // Tokens from other issuers may carry an audience; this server has none.
+        validation.validate_aud = false;
         Self { keys: secret.map(|s| DecodingKey::from_secret(s.as_bytes())), validation }
     }
 
@@ -207,6 +212,25 @@ mod tests {
         let auth = Authenticator::new(None);
         assert!(auth.is_open());
         assert_eq!(auth.check(None).unwrap().require(Some("r"), &[Permission::Admin]), Ok(()));
+    }
+
+    #[test]
+    fn unknown_permissions_and_audiences_are_ignored() {
+        #[derive(Serialize)]
+        struct Foreign {
+            sub: &'static str,
+            room: &'static str,
+            exp: u64,
+            perms: [&'static str; 2],
+            aud: &'static str,
+        }
+        let foreign =
+            Foreign { sub: "x", room: "r", exp: unix_now() + 60, perms: ["subscribe", "moderate"], aud: "app" };
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &foreign, &EncodingKey::from_secret(b"s")).unwrap();
+        let access = Authenticator::new(Some("s")).check(Some(&format!("Bearer {token}"))).unwrap();
+        assert_eq!(access.require(Some("r"), &[Permission::Subscribe]), Ok(()));
+        assert!(access.require(Some("r"), &[Permission::Publish]).is_err());
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub fn ice_servers(config: &TurnConfig, identity: &str, now: u64) -> IceServers 
         servers.push(IceServer { urls: stun, username: None, credential: None });
     }
     if let (false, Some(secret)) = (turn.is_empty(), &config.secret) {
-        let (username, password) = credential(secret, identity, now + config.ttl_s);
+        let (username, password) = credential(secret, identity, now.saturating_add(config.ttl_s));
         servers.push(IceServer { urls: turn, username: Some(username), credential: Some(password) });
     }
     IceServers { ice_servers: servers, ttl: config.ttl_s }

@@ -178,3 +178,29 @@ async fn cors_allows_the_configured_origins_only() {
     // Same-origin and non-browser requests are unaffected.
     assert_eq!(http.get(format!("{}/healthz", server.url)).send().await.unwrap().status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_joiner_or_an_admin_removes_a_participant() {
+    let server = secured_server("");
+    let mint_for = |sub: &str, perms: &[Permission]| {
+        mint(SECRET, &Claims { sub: sub.into(), room: "own".into(), exp: unix_now() + 60, perms: perms.to_vec() })
+            .unwrap()
+    };
+    let alice = mint_for("alice", &[Permission::Publish, Permission::Subscribe]);
+    let mallory = mint_for("mallory", &[Permission::Subscribe]);
+    let admin = mint_for("ops", &[Permission::Admin]);
+    let http = reqwest::Client::new();
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let options = ClientOptions { token: Some(alice.clone()), ..publisher() };
+        clients.push(Client::join(&server.url, "own", options).await.expect("join"));
+    }
+    let locations: Vec<String> = clients.iter().map(|c| format!("{}{}", server.url, c.location)).collect();
+    let status = http.delete(&locations[0]).bearer_auth(&mallory).send().await.unwrap().status();
+    assert_eq!(status, 403, "another identity cannot remove alice");
+    assert_eq!(http.delete(&locations[0]).bearer_auth(&alice).send().await.unwrap().status(), 204);
+    assert_eq!(http.delete(&locations[1]).bearer_auth(&admin).send().await.unwrap().status(), 204);
+    for client in clients {
+        client.close().await;
+    }
+}

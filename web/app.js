@@ -254,6 +254,8 @@
     setStatus("Joining…");
     let pc = null;
     let media = null;
+    let c = null; // the call being set up; abandoned once `call` is no longer it
+    const ensureCurrent = () => { if (call !== c) throw new Error("cancelled"); };
     try {
       const iceServers = await fetchIceServers();
       media = await getLocalMedia(el.microphone.checked, el.camera.checked);
@@ -263,33 +265,44 @@
       pc.addTransceiver(media.audio || "audio", { direction: media.audio ? "sendrecv" : "recvonly", streams });
       pc.addTransceiver(media.video || "video", { direction: media.video ? "sendrecv" : "recvonly", streams });
 
-      call = {
-        pc, room, name, media, url: null, id: null, participants: [], recording: null,
-        stats: emptyStats(), prevStats: null, timers: [], audioStream: new MediaStream(),
+      c = call = {
+        pc, room, name, media, url: null, id: null, participants: [], recording: null, roomError: "",
+        polling: false, stats: emptyStats(), prevStats: null, timers: [], audioStream: new MediaStream(),
         videoStream: new MediaStream(),
       };
-      wirePeer(call);
+      wirePeer(c);
 
       await pc.setLocalDescription(await pc.createOffer());
+      ensureCurrent();
       await waitIceGathering(pc);
+      ensureCurrent();
       const q = name ? "?name=" + encodeURIComponent(name) : "";
       const r = await api("/rooms/" + encodeURIComponent(room) + "/join" + q, {
         method: "POST",
         headers: { "Content-Type": "application/sdp" },
         body: pc.localDescription.sdp,
       });
+      const location_ = r.ok ? r.headers.get("Location") : null;
+      if (location_) {
+        // The server has the participant now: from here on teardown(true) DELETEs it.
+        c.url = new URL(location_, window.location.href).pathname;
+        c.id = c.url.split("/").pop();
+        // Left (or page hidden) while the POST was in flight: teardown had no URL yet.
+        if (call !== c) deleteParticipant(c.url, true);
+      }
+      ensureCurrent();
       if (!r.ok) throw new Error(await errorText(r));
       const answer = await r.text();
-      const location_ = r.headers.get("Location");
-      call.url = location_ ? new URL(location_, window.location.href).pathname : null;
-      call.id = call.url ? call.url.split("/").pop() : null;
-      if (pc.signalingState === "closed") throw new Error("cancelled");
+      ensureCurrent();
       await pc.setRemoteDescription({ type: "answer", sdp: answer });
+      ensureCurrent();
     } catch (e) {
-      const msg = (e && e.message) || String(e);
-      teardown(false);
       joining = false;
       el.join.disabled = false;
+      if (c && call !== c) return; // abandoned by leave() or pagehide, which cleaned up
+      const msg = (e && e.message) || String(e);
+      if (c) teardown(true); // also DELETEs the participant if the server accepted the join
+      else closeLocal(pc, media); // failed before the call existed
       showJoinError("Could not join: " + msg);
       setStatus("Not connected");
       return;
@@ -361,17 +374,24 @@
     c.timers.push(setInterval(collectStats, STATS_MS));
   }
 
+  function deleteParticipant(url, keepalive) {
+    api(url, { method: "DELETE", keepalive: !!keepalive }).catch(() => { /* best effort */ });
+  }
+
+  /** Close the peer connection and stop the camera and microphone (each when present). */
+  function closeLocal(pc, media) {
+    if (pc) { try { pc.close(); } catch (_) { /* ignore */ } }
+    if (media && media.stream) media.stream.getTracks().forEach((t) => t.stop());
+  }
+
   /** Close everything local; when `notify`, also DELETE the participant. */
   function teardown(notify, keepalive) {
     const c = call;
     call = null;
     if (!c) return;
     c.timers.forEach(clearInterval);
-    if (notify && c.url) {
-      api(c.url, { method: "DELETE", keepalive: !!keepalive }).catch(() => { /* best effort */ });
-    }
-    try { c.pc.close(); } catch (_) { /* ignore */ }
-    if (c.media && c.media.stream) c.media.stream.getTracks().forEach((t) => t.stop());
+    if (notify && c.url) deleteParticipant(c.url, keepalive);
+    closeLocal(c.pc, c.media);
     el.remoteVideo.srcObject = null;
     el.remoteAudio.srcObject = null;
     el.localVideo.srcObject = null;
@@ -399,18 +419,25 @@
 
   async function pollRoom() {
     const c = call;
-    if (!c) return;
+    if (!c || c.polling) return; // one request at a time: an older answer can't win
+    c.polling = true;
     let state = null;
+    let error = "";
     try {
       const r = await api("/rooms/" + encodeURIComponent(c.room), { cache: "no-store" });
       if (r.ok) state = await r.json();
-      else if (r.status !== 404) { c.roomError = await errorText(r); }
+      else if (r.status !== 404) error = await errorText(r);
     } catch (e) {
-      c.roomError = e.message;
+      error = (e && e.message) || String(e);
+    } finally {
+      c.polling = false;
     }
     if (call !== c) return;
-    c.participants = state && Array.isArray(state.participants) ? state.participants : [];
-    c.recording = state ? (state.recording || null) : null;
+    c.roomError = error;
+    if (!error) { // on an error keep showing the last known state
+      c.participants = state && Array.isArray(state.participants) ? state.participants : [];
+      c.recording = state ? (state.recording || null) : null;
+    }
     renderParticipants(c);
     el.recIndicator.hidden = !c.recording;
     el.recStop.disabled = !c.recording;
@@ -436,6 +463,12 @@
       li.append(n, flags);
       return li;
     });
+    if (c.roomError) {
+      const li = document.createElement("li");
+      li.className = "p-error";
+      li.textContent = "Room state unavailable: " + c.roomError;
+      items.push(li);
+    }
     el.participants.replaceChildren(...items);
   }
 

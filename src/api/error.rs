@@ -50,6 +50,7 @@ impl From<LeaveError> for ApiError {
     fn from(e: LeaveError) -> Self {
         match e {
             LeaveError::UnknownParticipant => Self::new(StatusCode::NOT_FOUND, "unknown participant"),
+            LeaveError::NotYours => Self::new(StatusCode::FORBIDDEN, e.to_string()),
         }
     }
 }

@@ -10,24 +10,30 @@ use warp::http::StatusCode;
 
 use super::ApiError;
 
-/// Addresses tracked before idle ones are forgotten.
-const MAX_TRACKED: usize = 10_000;
+/// Checks between two sweeps of addresses whose budget is full again.
+const SWEEP_EVERY: u64 = 1024;
 
 /// Joins allowed per client address.
 pub struct JoinLimiter {
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    checks: std::sync::atomic::AtomicU64,
 }
 
 impl JoinLimiter {
     /// `per_minute` joins per address, in bursts of up to as many; 0 disables.
     pub fn new(per_minute: u32) -> Self {
-        Self { limiter: NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n))) }
+        Self {
+            limiter: NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n))),
+            checks: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     /// Counts a join from `ip`; 429 when it is over its rate.
     pub fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
         let Some(limiter) = &self.limiter else { return Ok(()) };
-        if limiter.len() > MAX_TRACKED {
+        // Forget addresses that are back to a full budget now and then, so the map
+        // holds only recent joiners.
+        if self.checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             limiter.retain_recent();
         }
         limiter.check_key(&ip).map_err(|not_until| {

@@ -118,6 +118,7 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .then(|authorization, api| async move { reply(list_recordings(authorization, api).await) })
         .boxed();
     let download = warp::path("recordings")
+        .and(warp::get())
         .and(warp::path::peek())
         .and(bearer())
         .and(with_api.clone())
@@ -221,12 +222,18 @@ async fn join(
     if directions.iter().flatten().any(|d| d.publishes()) {
         needed.push(Permission::Publish);
     }
-    if directions.iter().flatten().any(|d| d.receives()) {
+    // Receiving, or being in the room at all (an all-inactive offer), needs
+    // `subscribe`.
+    if directions.iter().flatten().any(|d| d.receives()) || needed.is_empty() {
         needed.push(Permission::Subscribe);
     }
     access.require(Some(room.as_str()), &needed)?;
     let name = display_name(&request.query)?;
-    let answer = api.rooms.join(&room, JoinRequest { offer, name }).await?;
+    let owner = match access {
+        Access::Open => None,
+        Access::Token(claims) => Some(claims.sub),
+    };
+    let answer = api.rooms.join(&room, JoinRequest { offer, name, owner }).await?;
     let location = format!("/rooms/{room}/participants/{}", answer.id);
     warp::http::Response::builder()
         .status(StatusCode::CREATED)
@@ -273,8 +280,12 @@ async fn read_limited(
 
 async fn leave(room: String, id: String, authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
     let room = room_name(&room)?;
-    api.authorize(authorization.as_deref(), Some(room.as_str()), &[])?;
-    api.rooms.leave(&room, ParticipantId::from_path(&id)).await?;
+    // A participant removes itself (same token identity); an admin removes anyone.
+    let by = match api.authorize(authorization.as_deref(), Some(room.as_str()), &[])? {
+        Access::Token(claims) if !claims.allows(Permission::Admin) => Some(claims.sub),
+        _ => None,
+    };
+    api.rooms.leave(&room, ParticipantId::from_path(&id), by).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -314,13 +325,14 @@ async fn list_recordings(authorization: Authorization, api: Shared) -> Result<Re
     }
 }
 
-/// Allows a download of a plain recording name by an admin (no path traversal).
+/// Allows a download of a plain recording name by an admin; anything else (another
+/// extension, a path, `..`) is not a recording: 404, never a file outside.
 fn check_download(name: &str, authorization: Option<&str>, api: &Api) -> Result<(), ApiError> {
     api.authorize(authorization, None, &[Permission::Admin])?;
     if crate::recordings::is_recording_name(name) {
         Ok(())
     } else {
-        Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid recording file name"))
+        Err(ApiError::new(StatusCode::NOT_FOUND, "no such recording"))
     }
 }
 

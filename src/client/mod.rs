@@ -54,6 +54,8 @@ pub struct ClientOptions {
     pub relay_only: bool,
     /// Start with the tone muted (see [`Client::cue`]).
     pub start_muted: bool,
+    /// Negotiate no video at all (no video m-line), like an audio-only phone client.
+    pub audio_only: bool,
 }
 
 impl Default for ClientOptions {
@@ -69,6 +71,7 @@ impl Default for ClientOptions {
             ice_servers: Vec::new(),
             relay_only: false,
             start_muted: false,
+            audio_only: false,
         }
     }
 }
@@ -132,6 +135,9 @@ impl Client {
         let mut audio_out = None;
         let mut video_out = None;
         for (kind, sends) in media_lines {
+            if options.audio_only && kind == RTPCodecType::Video {
+                continue;
+            }
             if sends {
                 let capability = if kind == RTPCodecType::Audio { opus_capability() } else { vp8_capability() };
                 let track = Arc::new(TrackLocalStaticSample::new(capability, format!("{kind}"), "synthetic".into()));

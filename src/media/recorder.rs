@@ -112,9 +112,10 @@ impl Recorder {
             // pile them up.
             _ => gst::BusSyncReply::Drop,
         });
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|e| MediaError::Pipeline(format!("cannot start recording pipeline: {e}")))?;
+        if let Err(e) = pipeline.set_state(gst::State::Playing) {
+            let _ = pipeline.set_state(gst::State::Null);
+            return Err(MediaError::Pipeline(format!("cannot start recording pipeline: {e}")));
+        }
         Ok(Self {
             pipeline,
             video: video_src,
@@ -158,7 +159,8 @@ impl Recorder {
         let mut timeline = self.lock_timeline();
         let Some(pts) = timeline.video(captured_ns, keyframe, duration.as_nanos() as u64) else { return };
         let ready = timeline.take_ready_audio();
-        drop(timeline);
+        // The timeline stays locked while pushing (appsrc never blocks: it is leaky),
+        // so the mixer thread cannot slip a newer audio frame in before these.
         let mut buffer = gst::Buffer::from_slice(data.clone());
         if let Some(b) = buffer.get_mut() {
             b.set_pts(gst::ClockTime::from_nseconds(pts));
@@ -171,15 +173,17 @@ impl Recorder {
         for (pts, frame) in ready {
             self.push_audio_at(pts, frame);
         }
+        drop(timeline);
     }
 
     /// Adds a 20 ms Opus frame of the full mix whose audio was captured at
     /// `captured_ns`.
     pub fn push_audio(&self, captured_ns: u64, frame: Bytes) {
-        let placed = self.lock_timeline().audio(captured_ns, frame);
-        if let Some((pts, frame)) = placed {
+        let mut timeline = self.lock_timeline();
+        if let Some((pts, frame)) = timeline.audio(captured_ns, frame) {
             self.push_audio_at(pts, frame);
         }
+        drop(timeline);
     }
 
     fn push_audio_at(&self, pts: u64, frame: Bytes) {

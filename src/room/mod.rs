@@ -111,6 +111,9 @@ pub struct JoinRequest {
     pub offer: String,
     /// Display name, if given.
     pub name: Option<String>,
+    /// Identity of the token that joined (auth on), who alone may remove it again
+    /// besides an admin.
+    pub owner: Option<String>,
 }
 
 /// A successful join.
@@ -203,6 +206,9 @@ pub enum LeaveError {
     /// No such participant in that room (or no such room).
     #[error("unknown participant")]
     UnknownParticipant,
+    /// The participant joined under another identity.
+    #[error("participant belongs to another identity")]
+    NotYours,
 }
 
 #[cfg(test)]

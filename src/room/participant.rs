@@ -15,6 +15,8 @@ use crate::rtc::peer::Peer;
 pub(super) struct Participant {
     pub id: ParticipantId,
     pub name: String,
+    /// Identity of the token it joined with, when tokens are required.
+    pub owner: Option<String>,
     /// What the offer asked for (publish/receive audio/video).
     pub offer: OfferSummary,
     pub peer: Arc<Peer>,
@@ -29,10 +31,18 @@ pub(super) struct Participant {
 }
 
 impl Participant {
-    pub fn new(id: ParticipantId, name: String, offer: OfferSummary, peer: Peer, pli_interval: Duration) -> Self {
+    pub fn new(
+        id: ParticipantId,
+        name: String,
+        owner: Option<String>,
+        offer: OfferSummary,
+        peer: Peer,
+        pli_interval: Duration,
+    ) -> Self {
         Self {
             id,
             name,
+            owner,
             offer,
             peer: Arc::new(peer),
             video_input: None,

@@ -126,11 +126,12 @@ impl Rooms {
         self.lock().get(room).map(|h| h.commands.clone())
     }
 
-    /// Removes a participant.
-    pub async fn leave(&self, room: &RoomName, id: ParticipantId) -> Result<(), LeaveError> {
+    /// Removes a participant; `by` is the identity asking, `None` for anyone allowed
+    /// to remove anybody (open server, admin).
+    pub async fn leave(&self, room: &RoomName, id: ParticipantId, by: Option<String>) -> Result<(), LeaveError> {
         let sender = self.sender(room).ok_or(LeaveError::UnknownParticipant)?;
         let (reply, rx) = oneshot::channel();
-        sender.send(RoomCommand::Leave { id, reply }).await.map_err(|_| LeaveError::UnknownParticipant)?;
+        sender.send(RoomCommand::Leave { id, by, reply }).await.map_err(|_| LeaveError::UnknownParticipant)?;
         rx.await.unwrap_or(Err(LeaveError::UnknownParticipant))
     }
 

@@ -38,6 +38,7 @@ pub(super) enum RoomCommand {
     },
     Leave {
         id: ParticipantId,
+        by: Option<String>,
         reply: oneshot::Sender<Result<(), LeaveError>>,
     },
     State {
@@ -267,8 +268,9 @@ impl RoomTask {
                 }
                 let _ = reply.send(JoinOutcome::Done(result));
             }
-            RoomCommand::Leave { id, reply } => {
+            RoomCommand::Leave { id, by, reply } => {
                 let result = match self.participants.iter().position(|p| p.id == id) {
+                    Some(index) if by.is_some() && self.participants[index].owner != by => Err(LeaveError::NotYours),
                     Some(index) => {
                         self.remove_participant(index, "left", media);
                         Ok(())
@@ -340,7 +342,7 @@ impl RoomTask {
 
         let name = request.name.unwrap_or_else(|| format!("guest-{}", &id.as_str()[..6]));
         let pli_interval = Duration::from_millis(config.media.keyframe_min_interval_ms);
-        let mut participant = Participant::new(id.clone(), name, offer, peer, pli_interval);
+        let mut participant = Participant::new(id.clone(), name, request.owner, offer, peer, pli_interval);
         if participant.publishes_video() {
             let events = self.events.clone();
             let pid = id.clone();
@@ -379,14 +381,11 @@ impl RoomTask {
         }
         let new = tokio::task::block_in_place(|| self.ctx.recordings.create(self.name.as_str()))?;
         let config = &self.ctx.config.media;
-        // A room where nobody shows video records audio only (a black picture is
-        // not worth a video track).
-        let anyone_on_camera = self.participants.iter().any(|p| p.video_input.is_some());
-        let format = media.video.as_ref().filter(|_| anyone_on_camera).map(|_| VideoFormat {
-            width: config.width,
-            height: config.height,
-            fps: config.fps,
-        });
+        // The recording has video when the room has a composite (someone negotiated
+        // video, even only to watch: cameras may come later); a room of audio-only
+        // clients records audio only.
+        let format =
+            media.video.as_ref().map(|_| VideoFormat { width: config.width, height: config.height, fps: config.fps });
         let recorder = match tokio::task::block_in_place(|| Recorder::start(&new.path, format)) {
             Ok(r) => Arc::new(r),
             Err(e) => {
