@@ -48,11 +48,14 @@ fn browsers_join_watch_and_leave_through_the_page() {
     let _ = std::fs::remove_dir_all(&artifacts);
     std::fs::create_dir_all(&artifacts).unwrap();
 
-    let server = Server::start("");
+    // A 640x360 composite keeps two Chromium pages (each encoding a fake camera and
+    // decoding the mix) and the server real-time on a 2-core machine.
+    let server = Server::start("[media]\nwidth = 640\nheight = 360\n");
     let status = Command::new("node")
         .arg("e2e.mjs")
         .arg(&server.url)
         .arg(&artifacts)
+        .arg("640x360")
         .current_dir(&e2e)
         .status()
         .expect("run node");
