@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod layout;

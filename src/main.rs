@@ -24,6 +24,8 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (defaults, file, environment) as TOML.
     Config(ServeArgs),
+    /// Load generator and benchmarks.
+    Bench(mcu::bench::BenchArgs),
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve(cli.serve));
     match command {
+        Command::Bench(args) => mcu::bench::main(args),
         Command::Config(args) => match load_config(&args) {
             Ok(config) => {
                 print!("{}", config.to_redacted_toml());
