@@ -34,9 +34,9 @@ fmt:
 	$(CARGO) fmt --all
 
 # Benchmarks: installs janus and perf, builds, runs every measurement against servers
-# it starts itself (~15 min on 2 cores), prints the figures and rewrites
+# it starts itself (~7 min on 2 cores), prints the figures and rewrites
 # BENCHMARKS.md and docs/bench/ from them.
 bench: deps
 	@bash scripts/install-deps.sh bench
 	$(CARGO) build --release
-	./target/release/mcu bench all
+	RUST_LOG=error ./target/release/mcu bench all

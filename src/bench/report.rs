@@ -54,7 +54,7 @@ pub fn headline(r: &Results) -> String {
     }
     let _ = writeln!(
         s,
-        "- Capacity on this machine (load generator on the same cores): one room of {} at >= 29 fps with gap-free audio; {} rooms of 4.",
+        "- Capacity on this machine (load generator on the same cores): one room of {} at >= 29 fps with gap-free audio; {} room(s) of 4.",
         r.max_single(),
         r.max_rooms()
     );
@@ -95,9 +95,9 @@ pub fn tables(r: &Results) -> String {
     let _ = writeln!(s, "### 1. Mixing overhead against the limit\n");
     let _ = writeln!(
         s,
-        "| N | server CPU (cores) | reference pipeline CPU | ratio | load generator CPU | other processes | probe fps | audio gap-free |"
+        "| N | server CPU (cores) | reference pipeline CPU | ratio | load generator CPU | other processes | probe fps | reference fps | audio gap-free |"
     );
-    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for m in &r.mixing {
         let w = &m.window;
         let ratio = match (w.server_cpu, m.limit_cpu) {
@@ -106,7 +106,7 @@ pub fn tables(r: &Results) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} |",
+            "| {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {} |",
             m.n,
             f2(w.server_cpu),
             f2(m.limit_cpu),
@@ -114,6 +114,7 @@ pub fn tables(r: &Results) -> String {
             w.loadgen_cpu,
             other(w),
             w.probe_fps,
+            m.limit_fps.map_or("–".into(), |f| format!("{f:.1}")),
             gaps(w)
         );
     }
@@ -128,14 +129,14 @@ pub fn tables(r: &Results) -> String {
     );
     let _ = writeln!(
         s,
-        "| rooms x participants | result | probe fps | server CPU | load generator CPU | other processes | audio gap-free |"
+        "| rooms x participants | result | probe fps | server CPU | load generator CPU | other processes | audio gap-free | latency p50 video / audio (ms) |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---|");
-    for c in r.capacity_single.iter().chain(&r.capacity_rooms) {
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---|---|");
+    for c in r.capacity_single.iter().chain(r.capacity_rooms.iter().filter(|c| c.rooms > 1)) {
         let w = &c.window;
         let _ = writeln!(
             s,
-            "| {} x {} | {} | {:.1} | {} | {:.2} | {:.2} | {} |",
+            "| {} x {} | {} | {:.1} | {} | {:.2} | {:.2} | {} | {:.0} / {:.0} |",
             c.rooms,
             c.per_room,
             if c.pass { "pass" } else { "**fail**" },
@@ -143,7 +144,9 @@ pub fn tables(r: &Results) -> String {
             f2(w.server_cpu),
             w.loadgen_cpu,
             other(w),
-            gaps(w)
+            gaps(w),
+            percentile(&w.video_latency_ms, 50.0),
+            percentile(&w.audio_latency_ms, 50.0)
         );
     }
 
@@ -194,20 +197,32 @@ pub fn tables(r: &Results) -> String {
     let _ = writeln!(s, "| **per added participant** (slope) | **{:.1}** |\n", r.rss_per_participant_mib);
 
     let _ = writeln!(s, "### 6. Audio only: this server vs Janus AudioBridge\n");
-    let _ = writeln!(s, "| N | this server CPU | gap-free | Janus CPU | gap-free | load generator CPU (mcu / janus) |");
-    let _ = writeln!(s, "|---:|---:|---|---:|---|---|");
+    let _ = writeln!(
+        s,
+        "| N | this server CPU | gap-free | Janus CPU | gap-free | audio latency p50 (mcu / janus, ms) | server RSS (mcu / janus, MiB) | load generator CPU (mcu / janus) |"
+    );
+    let _ = writeln!(s, "|---:|---:|---|---:|---|---|---|---|");
     for a in &r.audio_only {
         let cpu = |w: &Option<Window>| w.as_ref().and_then(|w| w.server_cpu);
         let g = |w: &Option<Window>| w.as_ref().map_or("–".into(), gaps);
         let lg = |w: &Option<Window>| w.as_ref().map_or("–".into(), |w| format!("{:.2}", w.loadgen_cpu));
+        let lat = |w: &Option<Window>| {
+            w.as_ref().map_or("–".into(), |w| format!("{:.0}", percentile(&w.audio_latency_ms, 50.0)))
+        };
+        let rss =
+            |w: &Option<Window>| w.as_ref().and_then(|w| w.server_rss_mib).map_or("–".into(), |v| format!("{v:.0}"));
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} / {} |",
+            "| {} | {} | {} | {} | {} | {} / {} | {} / {} | {} / {} |",
             a.n,
             f2(cpu(&a.mcu)),
             g(&a.mcu),
             f2(cpu(&a.janus)),
             a.janus_error.as_ref().map_or_else(|| g(&a.janus), |e| format!("failed: {e}")),
+            lat(&a.mcu),
+            lat(&a.janus),
+            rss(&a.mcu),
+            rss(&a.janus),
             lg(&a.mcu),
             lg(&a.janus)
         );
@@ -225,7 +240,7 @@ pub fn write(r: &Results, out: &Path, plots: &Path, command: &str) -> Result<(),
     std::fs::create_dir_all(plots).map_err(|e| e.to_string())?;
     plot_cpu(r, &plots.join("cpu.svg"))?;
     plot_latency(r, &plots.join("latency.svg"))?;
-    std::fs::write(plots.join("results.json"), serde_json::to_string_pretty(r).map_err(|e| e.to_string())?)
+    std::fs::write(plots.join("results.json"), serde_json::to_string(r).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
     let analysis = std::fs::read_to_string(plots.join("analysis.md")).unwrap_or_default();
     let mut md = String::new();
@@ -293,9 +308,11 @@ in "Where the time goes" is kept in `docs/bench/analysis.md` and included as is.
   (includes ICE, DTLS, the server's keyframe).
 - **Memory**: server VmRSS idle and at the end of each mixing window; per participant = slope.
 - **Janus**: `janus` 1.1.2 from Debian, started with configuration files the benchmark writes
-  (HTTP transport on 127.0.0.1:18088, AudioBridge only, ICE on `lo`), a 48 kHz room created over the
-  HTTP API; the same audio-only participants join with `join` + JSEP offer. Both servers run with
-  their defaults otherwise. 3 s warm-up, 15 s windows.
+  (HTTP transport on 127.0.0.1:18088, AudioBridge only), a 48 kHz room created over the HTTP API;
+  the same audio-only participants join with `join` + JSEP offer. Janus gathers no loopback
+  candidates, so its peers use the machine's own address (delivered locally by the kernel just the
+  same). Both servers run with their defaults otherwise. 3 s warm-up, 15 s windows, a fresh server
+  for each N.
 "#;
 
 fn plot_cpu(r: &Results, path: &Path) -> Result<(), String> {

@@ -43,6 +43,9 @@ pub struct MixRow {
     pub limit_cpu: Option<f64>,
     /// Every process while the reference ran (cores).
     pub limit_machine_cpu: Option<f64>,
+    /// Frames per second the reference kept.
+    #[serde(default)]
+    pub limit_fps: Option<f64>,
 }
 
 /// One capacity step.
@@ -212,7 +215,7 @@ pub async fn all(media: Arc<BenchMedia>, work: &Path, timing: Timing, only: &[St
             window_on(|_| server.target(format!("mix{n}")), server.pid(), shape, &media, timing.warmup, timing.mixing)
                 .await?;
         eprintln!("bench:   N={n:2} {}", w.summary());
-        r.mixing.push(MixRow { n, window: w, limit_cpu: None, limit_machine_cpu: None });
+        r.mixing.push(MixRow { n, window: w, limit_cpu: None, limit_machine_cpu: None, limit_fps: None });
     }
     // Join time: a probe joins a room of three, again and again.
     if want("join") {
@@ -232,10 +235,16 @@ pub async fn all(media: Arc<BenchMedia>, work: &Path, timing: Timing, only: &[St
         }
         let machine = sys::CpuWindow::start(&[]);
         match limit::measure(&media, &config, row.n, 3.0, timing.mixing).await {
-            Ok(cpu) => {
+            Ok((cpu, fps)) => {
                 row.limit_cpu = Some(cpu);
+                row.limit_fps = fps;
                 row.limit_machine_cpu = Some(machine.machine());
-                eprintln!("bench:   N={:2} reference cpu {cpu:.2}", row.n);
+                eprintln!(
+                    "bench:   N={:2} reference cpu {cpu:.2} | {} fps | machine {:.2}",
+                    row.n,
+                    fps.map_or("?".into(), |f| format!("{f:.1}")),
+                    machine.machine()
+                );
             }
             Err(e) => eprintln!("bench:   N={:2} reference failed: {e}", row.n),
         }
@@ -287,8 +296,12 @@ pub async fn all(media: Arc<BenchMedia>, work: &Path, timing: Timing, only: &[St
     }
     r.capacity_single.sort_by_key(|c| c.per_room);
     r.capacity_single.dedup_by_key(|c| c.per_room);
-    for rooms in [1, 2, 3, 4, 5, 6, 8, 10] {
-        if !want("capacity") {
+    // One room of 4 is the single-room step above.
+    if let Some(one) = r.capacity_single.iter().find(|c| c.per_room == 4) {
+        r.capacity_rooms.push(one.clone());
+    }
+    for rooms in [2, 3, 4, 5, 6, 8, 10] {
+        if !want("capacity") || r.capacity_rooms.first().is_some_and(|c| !c.pass) {
             break;
         }
         let shape = Shape { rooms, per_room: 4, video: true };
