@@ -274,6 +274,8 @@ const METHOD: &str = r#"
 GStreamer tools, `janus`, `linux-perf`) and runs `mcu bench all`, which starts its own servers on
 loopback and writes this file, `docs/bench/*.svg` and `docs/bench/results.json`. The interpretation
 in "Where the time goes" is kept in `docs/bench/analysis.md` and included as is.
+`mcu bench all --quick` is a shorter smoke run, `--only mixing,join,profile,limit,capacity,audio`
+runs some parts, `--render-only` re-renders this file and the plots from `results.json`.
 
 - **Load generator** (`mcu bench load --url URL --room R -n N --duration S` runs it alone against
   any server): N real webrtc-rs peers join through `POST /rooms/{room}/join`, each sending the same
