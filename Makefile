@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export RUST_LOG ?= warn,warp=error
 
-.PHONY: deps test-deps run build test lint unit fmt
+.PHONY: deps test-deps run build test lint unit fmt bench
 
 deps:
 	@bash scripts/install-deps.sh
@@ -32,3 +32,11 @@ test: test-deps lint
 
 fmt:
 	$(CARGO) fmt --all
+
+# Benchmarks: installs janus and perf, builds, runs every measurement against servers
+# it starts itself (~7 min on 2 cores), prints the figures and rewrites
+# BENCHMARKS.md and docs/bench/ from them.
+bench: deps
+	@bash scripts/install-deps.sh bench
+	$(CARGO) build --release
+	RUST_LOG=error ./target/release/mcu bench all

@@ -17,6 +17,7 @@ for group in "$@"; do
     test) EXTRA_PKGS+=(ffmpeg gstreamer1.0-plugins-base-apps python3-yaml) ;;
     browser) EXTRA_PKGS+=(chromium nodejs npm) ;;
     turn) EXTRA_PKGS+=(coturn) ;;
+    bench) EXTRA_PKGS+=(janus linux-perf) ;;
     *) echo "install-deps: unknown group '$group'" >&2; exit 2 ;;
   esac
 done

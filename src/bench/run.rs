@@ -1,0 +1,520 @@
+//! `mcu bench all`: every measurement, against servers the benchmark starts itself.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::janus::Janus;
+use super::load::{self, Shape, Window};
+use super::media::BenchMedia;
+use super::peer::{Participant, Spec, Target};
+use super::probe::Probe;
+use super::{limit, sys};
+use crate::config::MediaConfig;
+
+/// How long each part runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Warm-up before a window (s).
+    pub warmup: f64,
+    /// Mixing-overhead window (s).
+    pub mixing: f64,
+    /// Capacity step window (s).
+    pub capacity: f64,
+    /// Audio-only comparison window (s).
+    pub audio: f64,
+    /// Joins timed.
+    pub joins: usize,
+}
+
+/// One row of the mixing-overhead table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MixRow {
+    /// Participants in the room.
+    pub n: usize,
+    /// What the load saw.
+    pub window: Window,
+    /// The reference pipeline's CPU (cores).
+    pub limit_cpu: Option<f64>,
+    /// Every process while the reference ran (cores).
+    pub limit_machine_cpu: Option<f64>,
+    /// Frames per second the reference kept.
+    #[serde(default)]
+    pub limit_fps: Option<f64>,
+}
+
+/// One capacity step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CapRow {
+    /// Rooms.
+    pub rooms: usize,
+    /// Participants per room.
+    pub per_room: usize,
+    /// What the load saw.
+    pub window: Window,
+    /// Probe >= 29 fps and no audio gap.
+    pub pass: bool,
+}
+
+/// One audio-only comparison row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AudioRow {
+    /// Participants in the room.
+    pub n: usize,
+    /// This server.
+    pub mcu: Option<Window>,
+    /// Janus AudioBridge.
+    pub janus: Option<Window>,
+    /// Why Janus could not be measured.
+    pub janus_error: Option<String>,
+}
+
+/// Everything measured.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Results {
+    /// CPU, memory, OS, versions.
+    pub machine: Vec<(String, String)>,
+    /// When (UTC).
+    pub date: String,
+    /// Sender media bitrate (bit/s).
+    pub video_bitrate: f64,
+    /// Server RSS with no room (MiB).
+    pub idle_rss_mib: f64,
+    /// Mixing overhead, N = 4, 9, 16.
+    pub mixing: Vec<MixRow>,
+    /// RSS slope over the mixing runs (MiB per participant).
+    pub rss_per_participant_mib: f64,
+    /// Offer sent -> first decoded composite frame (ms).
+    pub join_ms: Vec<f64>,
+    /// Single-room capacity steps.
+    pub capacity_single: Vec<CapRow>,
+    /// Four-person-rooms capacity steps.
+    pub capacity_rooms: Vec<CapRow>,
+    /// Audio-only, this server vs Janus.
+    pub audio_only: Vec<AudioRow>,
+    /// `perf report` of the server at N = 16, when perf works.
+    pub profile: Option<String>,
+}
+
+impl Results {
+    /// Largest single room that passed.
+    pub fn max_single(&self) -> usize {
+        self.capacity_single.iter().filter(|r| r.pass).map(|r| r.per_room).max().unwrap_or(0)
+    }
+    /// Largest number of 4-person rooms that passed.
+    pub fn max_rooms(&self) -> usize {
+        self.capacity_rooms.iter().filter(|r| r.pass).map(|r| r.rooms).max().unwrap_or(0)
+    }
+}
+
+/// A server started by the benchmark.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl Server {
+    /// Starts `mcu serve` (this executable) on loopback with room limits raised.
+    pub fn start(work: &Path) -> Result<Self, String> {
+        let config = work.join("mcu-bench.toml");
+        std::fs::write(
+            &config,
+            "[server]\nmax_participants_per_room = 100\nmax_rooms = 64\njoin_rate_per_min = 0\n\
+             [rtc]\ninclude_loopback = true\ninterfaces = [\"lo\"]\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env("RUST_LOG", std::env::var("MCU_BENCH_SERVER_LOG").unwrap_or_else(|_| "error".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start server: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map_err(|e| e.to_string())?;
+        let url = line.trim().strip_prefix("listening on ").ok_or_else(|| format!("unexpected: {line}"))?.to_owned();
+        Ok(Self { child, url })
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn target(&self, room: String) -> Target {
+        Target::Mcu { base: self.url.clone(), room }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn sleep(secs: f64) {
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+}
+
+/// Starts `shape` on `server`, warms up, measures one window, leaves.
+async fn window_on(
+    target: impl Fn(usize) -> Target,
+    pid: u32,
+    shape: Shape,
+    media: &Arc<BenchMedia>,
+    warmup: f64,
+    secs: f64,
+) -> Result<Window, String> {
+    let load = load::start(target, shape, media).await?;
+    let flowing = load.wait_flowing(shape.video, Duration::from_secs(20)).await;
+    if !flowing {
+        eprintln!("bench:   warning: not everyone receives media after 20 s");
+    }
+    sleep(warmup).await;
+    let w = load.measure(Some(pid), secs).await;
+    load.stop().await;
+    sleep(1.5).await;
+    Ok(w)
+}
+
+fn passes(w: &Window) -> bool {
+    w.probe_fps >= 29.0 && w.audio_gap_free()
+}
+
+/// Runs every measurement.
+/// Runs the parts in `only` (all when empty): mixing, join, limit, capacity, audio.
+pub async fn all(media: Arc<BenchMedia>, work: &Path, timing: Timing, only: &[String]) -> Result<Results, String> {
+    let want = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
+    let mut r = Results { machine: machine(), date: date(), video_bitrate: media.video_bitrate, ..Default::default() };
+    let config = MediaConfig::default();
+
+    // 1 + 5: mixing overhead, memory.
+    eprintln!("bench: [1/5] mixing overhead and memory (N = 4, 9, 16)");
+    let server = Server::start(work)?;
+    sleep(2.0).await;
+    r.idle_rss_mib = sys::rss_mib(Some(server.pid())).unwrap_or(0.0);
+    for n in [4, 9, 16] {
+        if !want("mixing") {
+            break;
+        }
+        let shape = Shape { rooms: 1, per_room: n, video: true };
+        let w =
+            window_on(|_| server.target(format!("mix{n}")), server.pid(), shape, &media, timing.warmup, timing.mixing)
+                .await?;
+        eprintln!("bench:   N={n:2} {}", w.summary());
+        r.mixing.push(MixRow { n, window: w, limit_cpu: None, limit_machine_cpu: None, limit_fps: None });
+    }
+    // Join time: a probe joins a room of three, again and again.
+    if want("join") {
+        join_times(&server, &media, timing.joins, &mut r.join_ms).await?;
+    }
+    // Profile at N = 16.
+    if want("profile") {
+        r.profile = profile(&server, &media).await;
+    }
+    drop(server);
+
+    // The reference pipeline.
+    eprintln!("bench: [3/5] reference pipeline (gst-launch-1.0, same media work, no WebRTC)");
+    for row in &mut r.mixing {
+        if !want("limit") {
+            break;
+        }
+        let machine = sys::CpuWindow::start(&[]);
+        match limit::measure(&media, &config, row.n, 3.0, timing.mixing).await {
+            Ok((cpu, fps)) => {
+                row.limit_cpu = Some(cpu);
+                row.limit_fps = fps;
+                row.limit_machine_cpu = Some(machine.machine());
+                eprintln!(
+                    "bench:   N={:2} reference cpu {cpu:.2} | {} fps | machine {:.2}",
+                    row.n,
+                    fps.map_or("?".into(), |f| format!("{f:.1}")),
+                    machine.machine()
+                );
+            }
+            Err(e) => eprintln!("bench:   N={:2} reference failed: {e}", row.n),
+        }
+    }
+
+    // Capacity.
+    eprintln!("bench: [4/5] capacity (>= 29 fps at the probe, no audio gap)");
+    let server = Server::start(work)?;
+    let mut known_pass = 0;
+    for row in &r.mixing {
+        if passes(&row.window) && row.n > known_pass {
+            known_pass = row.n;
+        }
+    }
+    for n in [4, 6, 9, 12, 16, 20, 25, 30, 36, 42, 49] {
+        if !want("capacity") {
+            break;
+        }
+        if n <= known_pass {
+            continue;
+        }
+        let shape = Shape { rooms: 1, per_room: n, video: true };
+        let w = window_on(
+            |_| server.target(format!("cap{n}")),
+            server.pid(),
+            shape,
+            &media,
+            timing.warmup,
+            timing.capacity,
+        )
+        .await?;
+        let pass = passes(&w);
+        eprintln!("bench:   1 room of {n:2}: {} {}", if pass { "PASS" } else { "FAIL" }, w.summary());
+        r.capacity_single.push(CapRow { rooms: 1, per_room: n, window: w, pass });
+        if !pass {
+            break;
+        }
+    }
+    // Mixing rows count as capacity steps too.
+    for row in &r.mixing {
+        if row.n <= known_pass || !passes(&row.window) {
+            r.capacity_single.push(CapRow {
+                rooms: 1,
+                per_room: row.n,
+                window: row.window.clone(),
+                pass: passes(&row.window),
+            });
+        }
+    }
+    r.capacity_single.sort_by_key(|c| c.per_room);
+    r.capacity_single.dedup_by_key(|c| c.per_room);
+    // One room of 4 is the single-room step above.
+    if let Some(one) = r.capacity_single.iter().find(|c| c.per_room == 4) {
+        r.capacity_rooms.push(one.clone());
+    }
+    for rooms in [2, 3, 4, 5, 6, 8, 10] {
+        if !want("capacity") || r.capacity_rooms.first().is_some_and(|c| !c.pass) {
+            break;
+        }
+        let shape = Shape { rooms, per_room: 4, video: true };
+        let w = window_on(
+            |i| server.target(format!("r{rooms}x4-{i}")),
+            server.pid(),
+            shape,
+            &media,
+            timing.warmup,
+            timing.capacity,
+        )
+        .await?;
+        let pass = passes(&w);
+        eprintln!("bench:   {rooms:2} rooms of 4: {} {}", if pass { "PASS" } else { "FAIL" }, w.summary());
+        r.capacity_rooms.push(CapRow { rooms, per_room: 4, window: w, pass });
+        if !pass {
+            break;
+        }
+    }
+    drop(server);
+
+    // Audio only: this server vs Janus AudioBridge.
+    eprintln!("bench: [5/5] audio-only rooms, this server vs Janus AudioBridge");
+    for n in [10, 25, 50] {
+        if !want("audio") {
+            break;
+        }
+        let shape = Shape { rooms: 1, per_room: n, video: false };
+        let server = Server::start(work)?;
+        sleep(1.0).await;
+        let mcu =
+            window_on(|_| server.target(format!("audio{n}")), server.pid(), shape, &media, timing.warmup, timing.audio)
+                .await;
+        drop(server);
+        let mcu = match mcu {
+            Ok(w) => {
+                eprintln!("bench:   mcu   N={n:2}: {}", w.summary());
+                Some(w)
+            }
+            Err(e) => {
+                eprintln!("bench:   mcu   N={n:2}: failed: {e}");
+                None
+            }
+        };
+        let (janus, janus_error) = match janus_window(work, shape, &media, timing).await {
+            Ok(w) => {
+                eprintln!("bench:   janus N={n:2}: {}", w.summary());
+                (Some(w), None)
+            }
+            Err(e) => {
+                eprintln!("bench:   janus N={n:2}: failed: {e}");
+                (None, Some(e))
+            }
+        };
+        r.audio_only.push(AudioRow { n, mcu, janus, janus_error });
+    }
+
+    // RSS per participant: least-squares slope over the mixing runs.
+    let pts: Vec<(f64, f64)> =
+        r.mixing.iter().filter_map(|m| m.window.server_rss_mib.map(|rss| (m.n as f64, rss))).collect();
+    r.rss_per_participant_mib = slope(&pts);
+    Ok(r)
+}
+
+async fn janus_window(work: &Path, shape: Shape, media: &Arc<BenchMedia>, timing: Timing) -> Result<Window, String> {
+    let janus = Janus::start(work, 18_088).await?;
+    let room = janus.create_room(1234).await?;
+    let base = janus.base.clone();
+    window_on(|_| Target::Janus { base: base.clone(), room }, janus.pid(), shape, media, timing.warmup, timing.audio)
+        .await
+}
+
+async fn join_times(server: &Server, media: &Arc<BenchMedia>, joins: usize, out: &mut Vec<f64>) -> Result<(), String> {
+    eprintln!("bench: [2/5] join time ({} joins into a room of 3)", joins);
+    let others =
+        load::start(|_| server.target("join".into()), Shape { rooms: 1, per_room: 3, video: true }, media).await?;
+    others.wait_flowing(true, Duration::from_secs(10)).await;
+    for i in 0..joins {
+        let probe = Arc::new(Probe::default());
+        let spec = Spec {
+            video: true,
+            audio: true,
+            clicks: false,
+            probe: Some(Arc::clone(&probe)),
+            name: format!("joiner{i}"),
+        };
+        let p = Participant::join(&server.target("join".into()), spec, Arc::clone(media)).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while probe.first_frame_ns.load(Ordering::Relaxed) == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let first = probe.first_frame_ns.load(Ordering::Relaxed);
+        if first > 0 {
+            out.push((first - p.offer_sent_ns) as f64 / 1e6);
+        }
+        p.leave().await;
+        sleep(0.5).await;
+    }
+    others.stop().await;
+    eprintln!("bench:   join p50 {:.0} ms p95 {:.0} ms", sys::percentile(out, 50.0), sys::percentile(out, 95.0));
+    Ok(())
+}
+
+/// Least-squares slope of `y` over `x`.
+pub fn slope(pts: &[(f64, f64)]) -> f64 {
+    let n = pts.len() as f64;
+    if n < 2.0 {
+        return f64::NAN;
+    }
+    let (sx, sy) = pts.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    let (mx, my) = (sx / n, sy / n);
+    let num: f64 = pts.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    let den: f64 = pts.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
+    num / den
+}
+
+/// `perf record` of the server during a 16-person room; `perf report` by shared
+/// object and by symbol. `None` when perf is missing or not permitted.
+async fn profile(server: &Server, media: &Arc<BenchMedia>) -> Option<String> {
+    let ok = Command::new("perf").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    if !ok.is_ok_and(|s| s.success()) {
+        eprintln!("bench:   perf not available: no profile");
+        return None;
+    }
+    eprintln!("bench:   profiling the server at N = 16 (perf record, 10 s)");
+    let shape = Shape { rooms: 1, per_room: 16, video: true };
+    let load = load::start(|_| server.target("profile".into()), shape, media).await.ok()?;
+    load.wait_flowing(true, Duration::from_secs(20)).await;
+    sleep(3.0).await;
+    let data = std::env::temp_dir().join(format!("mcu-bench-perf-{}.data", std::process::id()));
+    let pid = server.pid().to_string();
+    let data_s = data.to_string_lossy().to_string();
+    let recorded = tokio::task::spawn_blocking(move || {
+        Command::new("perf")
+            .args(["record", "-e", "cpu-clock", "-F", "499", "-g", "-p", &pid, "-o", &data_s, "--", "sleep", "10"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+    })
+    .await
+    .ok()?;
+    load.stop().await;
+    if !recorded.is_ok_and(|s| s.success()) {
+        return None;
+    }
+    let report = |sort: &str, limit: &str| -> String {
+        Command::new("perf")
+            .args(["report", "-i"])
+            .arg(&data)
+            .args(["--stdio", "--no-children", "-g", "none", "--sort", sort, "--percent-limit", limit])
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                    .map(str::trim_end)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    };
+    let by_thread = report("comm", "1");
+    let by_dso = report("dso", "1");
+    let by_sym = report("dso,sym", "1.5");
+    let _ = std::fs::remove_file(&data);
+    Some(format!("By thread:\n{by_thread}\n\nBy shared object:\n{by_dso}\n\nBy symbol:\n{by_sym}"))
+}
+
+fn machine() -> Vec<(String, String)> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("?")
+        .trim()
+        .to_owned();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()))
+        .map_or("?".into(), |kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0));
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|o| o.lines().find(|l| l.starts_with("PRETTY_NAME=")).map(|l| l[12..].trim_matches('"').to_owned()))
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
+    let gst = gstreamer::version_string().to_string();
+    let janus = Command::new("janus")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "not installed".into());
+    vec![
+        ("CPU".into(), format!("{model}, {cores} cores available")),
+        ("Memory".into(), mem),
+        ("OS".into(), format!("{os}, Linux {kernel}")),
+        ("GStreamer".into(), gst),
+        ("Janus".into(), janus),
+    ]
+}
+
+fn date() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Default output locations.
+pub fn default_paths() -> (PathBuf, PathBuf) {
+    (PathBuf::from("BENCHMARKS.md"), PathBuf::from("docs/bench"))
+}
