@@ -8,12 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use webrtc::api::APIBuilder;
-use webrtc::api::interceptor_registry::register_default_interceptors;
-use webrtc::api::media_engine::MediaEngine;
-use webrtc::api::setting_engine::SettingEngine;
-use webrtc::ice::network_type::NetworkType;
-use webrtc::interceptor::registry::Registry;
 use webrtc::media::Sample;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
@@ -21,7 +15,7 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
-use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecParameters, RTPCodecType};
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::track::track_local::TrackLocal;
@@ -30,7 +24,7 @@ use webrtc::track::track_remote::TrackRemote;
 
 use super::media::{self, BenchMedia};
 use super::probe::Probe;
-use crate::rtc::engine::{OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE, opus_capability, vp8_capability};
+use crate::rtc::engine::{opus_capability, vp8_capability};
 
 /// Nanoseconds since the first call in this process (a shared monotonic clock for
 /// send and receive stamps).
@@ -193,39 +187,7 @@ enum Leave {
 /// every interface (Janus gathers no loopback candidates; traffic to the machine's
 /// own address stays local all the same).
 fn new_api(loopback: bool) -> Result<webrtc::api::API, String> {
-    let mut media = MediaEngine::default();
-    media
-        .register_codec(
-            RTCRtpCodecParameters {
-                capability: opus_capability(),
-                payload_type: OPUS_PAYLOAD_TYPE,
-                ..Default::default()
-            },
-            RTPCodecType::Audio,
-        )
-        .map_err(|e| e.to_string())?;
-    media
-        .register_codec(
-            RTCRtpCodecParameters {
-                capability: vp8_capability(),
-                payload_type: VP8_PAYLOAD_TYPE,
-                ..Default::default()
-            },
-            RTPCodecType::Video,
-        )
-        .map_err(|e| e.to_string())?;
-    let registry = register_default_interceptors(Registry::new(), &mut media).map_err(|e| e.to_string())?;
-    let mut settings = SettingEngine::default();
-    settings.set_network_types(vec![NetworkType::Udp4]);
-    if loopback {
-        settings.set_include_loopback_candidate(true);
-        settings.set_interface_filter(Box::new(|name: &str| name == "lo"));
-    }
-    Ok(APIBuilder::new()
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .with_setting_engine(settings)
-        .build())
+    crate::client::new_api(loopback).map_err(|e| e.to_string())
 }
 
 impl Participant {

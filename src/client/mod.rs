@@ -253,8 +253,9 @@ impl Client {
     }
 }
 
-/// A client-side webrtc-rs API: the same codecs as the server, default interceptors.
-fn new_api(loopback_only: bool) -> Result<webrtc::api::API, ClientError> {
+/// A client-side webrtc-rs API: the same codecs as the server, default interceptors;
+/// loopback candidates only when `loopback_only`. Shared with the load generator.
+pub fn new_api(loopback_only: bool) -> Result<webrtc::api::API, ClientError> {
     let mut media = MediaEngine::default();
     media.register_codec(
         RTCRtpCodecParameters { capability: opus_capability(), payload_type: OPUS_PAYLOAD_TYPE, ..Default::default() },
