@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export RUST_LOG ?= warn,warp=error
 
-.PHONY: deps test-deps run build test lint unit fmt bench
+.PHONY: deps test-deps run build test lint unit fmt bench stress-connect
 
 deps:
 	@bash scripts/install-deps.sh
@@ -40,3 +40,10 @@ bench: deps
 	@bash scripts/install-deps.sh bench
 	$(CARGO) build --release
 	RUST_LOG=error ./target/release/mcu bench all
+
+# Join reliability: 1000 joins one after another and 200 with 50 at once, each with
+# and without a CPU hog, against a server it starts; prints the table and updates
+# its section of BENCHMARKS.md (the other figures are kept).
+stress-connect: deps
+	$(CARGO) build --release
+	RUST_LOG=error ./target/release/mcu bench all --only connect

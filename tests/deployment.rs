@@ -69,7 +69,7 @@ async fn the_server_runs_from_the_container_environment() {
     )
     .await
     .expect("join");
-    let answer = viewer.pc.remote_description().await.expect("answer").sdp;
+    let answer = &viewer.answer;
     let candidates: Vec<&str> = answer.lines().filter(|l| l.starts_with("a=candidate")).collect();
     assert!(!candidates.is_empty(), "answer has candidates:\n{answer}");
     for c in &candidates {

@@ -20,15 +20,27 @@ async fn output_keeps_flowing_when_an_input_stalls_and_pli_gets_a_keyframe() {
     let r = wait_for_pixels(&green, &two, Duration::from_secs(20)).await;
     assert!(r.is_ok(), "2-party grid: {r:?}");
 
-    // Red's camera stops; the composite green receives keeps coming.
+    // Red's camera stops; the composite green receives keeps coming. The rate is
+    // compared with the same receiver's rate just before, on the same machine: a
+    // frozen mix gives ~0, a busy machine slows both windows alike.
+    let frames_in = |secs: u64| {
+        let received = green.received.clone();
+        async move {
+            let before = received.frames_received.load(Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            received.frames_received.load(Ordering::Relaxed) - before
+        }
+    };
+    let flowing = frames_in(2).await;
     red.stop_video();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = green.received.frames_decoded.load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let decoded = green.received.frames_decoded.load(Ordering::Relaxed) - before;
-    // 30 fps nominal: 60 frames in 2 s. Half of that is a stall-proof margin on a
-    // loaded machine while a frozen mix would give ~0.
-    assert!(decoded >= 30, "only {decoded} composite frames in 2 s after an input stalled");
+    let stalled = frames_in(2).await;
+    eprintln!("composite frames in 2 s: {flowing} with both cameras, {stalled} after red's stalled");
+    assert!(flowing > 0, "no composite frames at all");
+    assert!(
+        stalled * 10 >= flowing * 7,
+        "the composite slowed down when an input stalled: {flowing} frames in 2 s before, {stalled} after"
+    );
     let frame = green.received.frame().unwrap();
     let stalled_cell = frame.rgb_at(320, 360).unwrap();
     assert!(

@@ -15,34 +15,53 @@ pub struct ApiError {
     pub status: StatusCode,
     /// Human-readable reason.
     pub message: String,
+    /// Seconds after which a retry may succeed (`Retry-After`, with 503 and 429).
+    pub retry_after_s: Option<u32>,
 }
 
 impl ApiError {
     /// An error with `status` and `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self { status, message: message.into(), retry_after_s: None }
+    }
+
+    /// Adds `Retry-After`.
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after_s = Some(seconds);
+        self
     }
 }
 
 impl Reply for ApiError {
     fn into_response(self) -> Response {
-        reply::with_status(reply::json(&serde_json::json!({ "error": self.message })), self.status).into_response()
+        let mut response =
+            reply::with_status(reply::json(&serde_json::json!({ "error": self.message })), self.status).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(warp::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
 impl From<JoinError> for ApiError {
     fn from(e: JoinError) -> Self {
+        // A server that is shutting down is back (or replaced) soon; a full one later.
+        let retry_after_s = match &e {
+            JoinError::ShuttingDown => Some(5),
+            JoinError::RoomFull(_) | JoinError::ServerFull(_) => Some(30),
+            _ => None,
+        };
         let status = match &e {
             JoinError::Offer(OfferError::Malformed(_) | OfferError::NoMedia | OfferError::NoSupportedCodec) => {
                 StatusCode::BAD_REQUEST
             }
             JoinError::Negotiation(_) => StatusCode::BAD_REQUEST,
-            JoinError::RoomFull(_) | JoinError::ServerFull(_) | JoinError::ShuttingDown | JoinError::RoomClosed => {
+            JoinError::RoomFull(_) | JoinError::ServerFull(_) | JoinError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            JoinError::Media(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            JoinError::Media(_) | JoinError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        Self::new(status, e.to_string())
+        Self { status, message: e.to_string(), retry_after_s }
     }
 }
 
@@ -90,7 +109,7 @@ pub fn rejection(error: ApiError) -> warp::Rejection {
 /// Turns warp's own rejections (no route, wrong method, ...) into the JSON shape.
 pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
     let error = if let Some(Rejected(e)) = rejection.find::<Rejected>() {
-        ApiError::new(e.status, e.message.clone())
+        ApiError { status: e.status, message: e.message.clone(), retry_after_s: e.retry_after_s }
     } else if rejection.find::<warp::cors::CorsForbidden>().is_some() {
         ApiError::new(StatusCode::FORBIDDEN, "origin not allowed (CORS)")
     } else if rejection.is_not_found() {

@@ -39,6 +39,7 @@ impl JoinLimiter {
         limiter.check_key(&ip).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now()).as_secs() + 1;
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, format!("too many joins from {ip}; retry in {wait} s"))
+                .retry_after(u32::try_from(wait).unwrap_or(u32::MAX))
         })
     }
 }

@@ -291,7 +291,7 @@ async fn leave(room: String, id: String, authorization: Authorization, api: Shar
 
 async fn list_rooms(authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
     api.authorize(authorization.as_deref(), None, &[Permission::Admin])?;
-    Ok(warp::reply::json(&api.rooms.list().await).into_response())
+    Ok(warp::reply::json(&api.rooms.list()).into_response())
 }
 
 async fn room_state(room: String, authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
@@ -347,7 +347,7 @@ fn ice_servers(authorization: Authorization, api: Shared) -> Result<Response, Ap
 
 async fn metrics_text(authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
     api.authorize(authorization.as_deref(), None, &[Permission::Admin])?;
-    let (room_count, participants) = api.rooms.counts().await;
+    let (room_count, participants) = api.rooms.counts();
     Ok(warp::reply::with_header(
         metrics::render(room_count, participants),
         header::CONTENT_TYPE,

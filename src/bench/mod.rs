@@ -3,6 +3,7 @@
 //! benchmark that starts its own servers, measures and writes `BENCHMARKS.md`
 //! (`mcu bench all`).
 
+pub mod connect;
 pub mod janus;
 pub mod limit;
 pub mod load;
@@ -27,6 +28,9 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// Join N synthetic participants to a running server and print what they get.
     Load(LoadArgs),
+    /// Join real peers one after another or many at once and report how many
+    /// connect and how fast (offer to answer, answer to ICE and DTLS connected).
+    Connect(ConnectArgs),
     /// Run every benchmark against servers started here; print the figures and write
     /// BENCHMARKS.md and docs/bench/*.svg.
     All(AllArgs),
@@ -46,7 +50,8 @@ struct AllArgs {
     /// Shorter windows (a smoke run; the figures are noisier).
     #[arg(long)]
     quick: bool,
-    /// Only these parts (comma-separated: mixing, join, profile, limit, capacity, audio).
+    /// Only these parts (comma-separated: connect, mixing, join, profile, limit,
+    /// capacity, audio); the others keep their figures from docs/bench/results.json.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Keep the work directory (server and Janus configuration, Janus log).
@@ -55,6 +60,37 @@ struct AllArgs {
     /// Only re-render BENCHMARKS.md and the plots from docs/bench/results.json.
     #[arg(long)]
     render_only: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct ConnectArgs {
+    /// Server base URL, e.g. http://127.0.0.1:8080
+    #[arg(long)]
+    url: String,
+    /// Joins in all.
+    #[arg(short, long, default_value_t = 100)]
+    n: usize,
+    /// Joins in flight at once.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Joins per room (rooms are ROOM-0, ROOM-1, ...).
+    #[arg(long, default_value_t = 10)]
+    room_size: usize,
+    /// Room name prefix.
+    #[arg(long, default_value = "connect")]
+    room: String,
+    /// Seconds after the answer before a join that has not connected counts as failed.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    /// Offer audio only.
+    #[arg(long)]
+    audio_only: bool,
+    /// Run busy loops on every core meanwhile (a starved machine).
+    #[arg(long)]
+    hog: bool,
+    /// Print every join's timings.
+    #[arg(long)]
+    each: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -97,6 +133,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
     let result = runtime.block_on(async {
         match args.command {
             BenchCommand::Load(a) => run_load(a).await,
+            BenchCommand::Connect(a) => run_connect(a).await,
             BenchCommand::All(a) => run_all(a).await,
         }
     });
@@ -137,13 +174,42 @@ async fn run_load(a: LoadArgs) -> Result<(), String> {
     Ok(())
 }
 
+async fn run_connect(a: ConnectArgs) -> Result<(), String> {
+    let plan = connect::ConnectPlan {
+        url: a.url.trim_end_matches('/').to_owned(),
+        joins: a.n,
+        concurrency: a.concurrency,
+        room_size: a.room_size,
+        room: a.room,
+        timeout: std::time::Duration::from_secs(a.timeout),
+        audio_only: a.audio_only,
+    };
+    let hog = a.hog.then(connect::CpuHog::start);
+    let timings = connect::run(&plan).await;
+    drop(hog);
+    if a.each {
+        for t in &timings {
+            println!("{t:?}");
+        }
+    }
+    let summary = connect::ConnectSummary::of(&timings, plan.concurrency, a.hog);
+    println!("{}\n{}", connect::ConnectSummary::header(), summary.row());
+    for f in &summary.failures {
+        println!("failed: {f}");
+    }
+    if summary.connected == summary.joins {
+        Ok(())
+    } else {
+        Err(format!("{} joins did not connect", summary.joins - summary.connected))
+    }
+}
+
 async fn run_all(a: AllArgs) -> Result<(), String> {
     let command = "make bench";
     let results: run::Results = if a.render_only {
         let text = std::fs::read_to_string(a.plots.join("results.json")).map_err(|e| e.to_string())?;
         serde_json::from_str(&text).map_err(|e| e.to_string())?
     } else {
-        let media = media::prepare(&a.media_dir)?;
         let timing = if a.quick {
             run::Timing { warmup: 2.0, mixing: 6.0, capacity: 5.0, audio: 5.0, joins: 4 }
         } else {
@@ -152,7 +218,13 @@ async fn run_all(a: AllArgs) -> Result<(), String> {
         let work = std::env::temp_dir().join(format!("mcu-bench-{}", std::process::id()));
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
         let started = std::time::Instant::now();
-        let results = run::all(media, &work, timing, &a.only).await?;
+        let mut results = run::all(&a.media_dir, &work, timing, &a.only).await?;
+        if !a.only.is_empty()
+            && let Ok(text) = std::fs::read_to_string(a.plots.join("results.json"))
+            && let Ok(earlier) = serde_json::from_str::<run::Results>(&text)
+        {
+            results.keep_unmeasured(earlier, |part| a.only.iter().any(|o| o == part));
+        }
         if a.keep {
             eprintln!("bench: work directory kept: {}", work.display());
         } else {

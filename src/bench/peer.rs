@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use webrtc::media::Sample;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
-use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
@@ -232,7 +231,10 @@ impl Participant {
         let offer = pc.create_offer(None).await.map_err(|e| e.to_string())?;
         let mut gathered = pc.gathering_complete_promise().await;
         pc.set_local_description(offer).await.map_err(|e| e.to_string())?;
-        let _ = tokio::time::timeout(Duration::from_secs(5), gathered.recv()).await;
+        if tokio::time::timeout(Duration::from_secs(10), gathered.recv()).await.is_err() {
+            let _ = pc.close().await;
+            return Err("ICE gathering did not complete within 10 s".into());
+        }
         let offer_sdp = pc.local_description().await.map(|d| d.sdp).unwrap_or_default();
         let offer_sent_ns = now_ns();
         let signalled = match target {
@@ -246,9 +248,7 @@ impl Participant {
                 return Err(e);
             }
         };
-        pc.set_remote_description(RTCSessionDescription::answer(answer).map_err(|e| e.to_string())?)
-            .await
-            .map_err(|e| e.to_string())?;
+        crate::client::apply_answer(&pc, &answer).await.map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
         let [audio, video] = tracks;
         if let Some((_, sender)) = &audio {

@@ -182,6 +182,22 @@ pub fn tables(r: &Results) -> String {
         r.join_ms.len()
     );
 
+    if !r.connect.is_empty() {
+        let _ = writeln!(s, "### 4b. Joins connect\n");
+        let _ = writeln!(
+            s,
+            "Real webrtc-rs peers join (audio + video, send and receive, like a browser), wait for `connected` and \
+             leave; \"at once\" joins are in flight together, in rooms of 10. Times from the client: offer posted to \
+             answer, answer to ICE `connected`, answer to peer connection `connected` (DTLS done). The CPU hog is a \
+             busy loop on every core beside the server and the peers. Same run: `make stress-connect`.\n"
+        );
+        let _ = writeln!(s, "{}", super::connect::ConnectSummary::header());
+        for c in &r.connect {
+            let _ = writeln!(s, "{}", c.row());
+        }
+        let _ = writeln!(s);
+    }
+
     let _ = writeln!(s, "### 5. Memory\n");
     let _ = writeln!(s, "| state | server RSS (MiB) |");
     let _ = writeln!(s, "|---|---:|");

@@ -99,9 +99,39 @@ pub struct Results {
     pub audio_only: Vec<AudioRow>,
     /// `perf report` of the server at N = 16, when perf works.
     pub profile: Option<String>,
+    /// Join reliability and speed (`mcu bench connect` runs).
+    #[serde(default)]
+    pub connect: Vec<super::connect::ConnectSummary>,
 }
 
 impl Results {
+    /// Fills the parts not measured in this run (`measured` says which were) from an
+    /// earlier run, so a partial run updates its own figures only.
+    pub fn keep_unmeasured(&mut self, earlier: Results, measured: impl Fn(&str) -> bool) {
+        if !measured("mixing") && !measured("limit") {
+            self.mixing = earlier.mixing;
+            self.idle_rss_mib = earlier.idle_rss_mib;
+            self.rss_per_participant_mib = earlier.rss_per_participant_mib;
+            self.video_bitrate = earlier.video_bitrate;
+        }
+        if !measured("join") {
+            self.join_ms = earlier.join_ms;
+        }
+        if !measured("profile") {
+            self.profile = earlier.profile;
+        }
+        if !measured("capacity") {
+            self.capacity_single = earlier.capacity_single;
+            self.capacity_rooms = earlier.capacity_rooms;
+        }
+        if !measured("audio") {
+            self.audio_only = earlier.audio_only;
+        }
+        if !measured("connect") {
+            self.connect = earlier.connect;
+        }
+    }
+
     /// Largest single room that passed.
     pub fn max_single(&self) -> usize {
         self.capacity_single.iter().filter(|r| r.pass).map(|r| r.per_room).max().unwrap_or(0)
@@ -129,11 +159,16 @@ impl Server {
              [rtc]\ninclude_loopback = true\ninterfaces = [\"lo\"]\n",
         )
         .map_err(|e| e.to_string())?;
+        Self::start_with(&config)
+    }
+
+    /// Starts `mcu serve` with a configuration file.
+    pub fn start_with(config: &Path) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = Command::new(exe)
             .arg("serve")
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .arg("--listen")
             .arg("127.0.0.1:0")
             .env("RUST_LOG", std::env::var("MCU_BENCH_SERVER_LOG").unwrap_or_else(|_| "error".into()))
@@ -196,10 +231,25 @@ fn passes(w: &Window) -> bool {
 
 /// Runs every measurement.
 /// Runs the parts in `only` (all when empty): mixing, join, limit, capacity, audio.
-pub async fn all(media: Arc<BenchMedia>, work: &Path, timing: Timing, only: &[String]) -> Result<Results, String> {
+pub async fn all(media_dir: &Path, work: &Path, timing: Timing, only: &[String]) -> Result<Results, String> {
     let want = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
-    let mut r = Results { machine: machine(), date: date(), video_bitrate: media.video_bitrate, ..Default::default() };
+    let mut r = Results { machine: machine(), date: date(), ..Default::default() };
     let config = MediaConfig::default();
+
+    // Joins, one after another and many at once, with and without a CPU hog.
+    if want("connect") {
+        eprintln!(
+            "bench: [0/5] joins connect (1000 one after another, 200 with 50 at once; with and without a CPU hog)"
+        );
+        let server = Server::start(work)?;
+        sleep(1.0).await;
+        r.connect = super::connect::bench_rows(&server.url).await;
+    }
+    if !["mixing", "join", "profile", "limit", "capacity", "audio"].iter().any(|p| want(p)) {
+        return Ok(r);
+    }
+    let media = super::media::prepare(media_dir)?;
+    r.video_bitrate = media.video_bitrate;
 
     // 1 + 5: mixing overhead, memory.
     eprintln!("bench: [1/5] mixing overhead and memory (N = 4, 9, 16)");

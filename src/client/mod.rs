@@ -3,6 +3,7 @@
 //! and decodes what it receives. Used by the integration tests and the load
 //! generator; it is a client of the contract, not of the server's internals.
 
+mod answer;
 mod receive;
 mod send;
 
@@ -20,13 +21,13 @@ use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
-use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecParameters, RTPCodecType};
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 
+pub use answer::{apply_answer, split_candidates};
 pub use receive::{Received, RgbFrame};
 
 use crate::rtc::engine::{OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE, opus_capability, vp8_capability};
@@ -106,6 +107,8 @@ pub struct Client {
     pub location: String,
     /// What it has received and decoded so far.
     pub received: Arc<Received>,
+    /// The SDP answer exactly as the server sent it.
+    pub answer: String,
     base_url: String,
     senders: Vec<send::SenderHandle>,
     token: Option<String>,
@@ -167,7 +170,12 @@ impl Client {
         let offer = pc.create_offer(None).await?;
         let mut gathered = pc.gathering_complete_promise().await;
         pc.set_local_description(offer).await?;
-        let _ = tokio::time::timeout(Duration::from_secs(5), gathered.recv()).await;
+        // An offer without candidates cannot connect (there is no trickle): fail
+        // here rather than join with it.
+        if tokio::time::timeout(Duration::from_secs(10), gathered.recv()).await.is_err() {
+            let _ = pc.close().await;
+            return Err(ClientError::Media("ICE gathering did not complete within 10 s".into()));
+        }
         let offer_sdp = pc.local_description().await.map(|d| d.sdp).unwrap_or_default();
 
         let mut url = format!("{base_url}/rooms/{room}/join");
@@ -186,7 +194,7 @@ impl Client {
             let _ = pc.close().await;
             return Err(ClientError::Refused { status, body });
         }
-        pc.set_remote_description(RTCSessionDescription::answer(body)?).await?;
+        apply_answer(&pc, &body).await?;
 
         if let (Some(color), Some((track, sender))) = (options.video_color, video_out) {
             senders.push(send::start_video(track, sender, color, options.video_size)?);
@@ -194,7 +202,7 @@ impl Client {
         if let (Some(hz), Some((track, _))) = (options.tone_hz, audio_out) {
             senders.push(send::start_tone(track, hz, options.start_muted)?);
         }
-        Ok(Self { pc, location, received, base_url: base_url.to_owned(), senders, token: options.token })
+        Ok(Self { pc, location, received, answer: body, base_url: base_url.to_owned(), senders, token: options.token })
     }
 
     /// Waits until the peer connection is connected.

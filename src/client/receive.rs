@@ -65,6 +65,8 @@ pub struct Received {
     pub frames_decoded: AtomicU64,
     /// Video RTP packets received.
     pub video_packets: AtomicU64,
+    /// Composite frames received (RTP marker bits), whether or not decoded yet.
+    pub frames_received: AtomicU64,
     /// Audio RTP packets received.
     pub audio_packets: AtomicU64,
     /// VP8 keyframes received (counted from the RTP payload, before decoding).
@@ -189,6 +191,9 @@ fn start_video_decoder(
     tokio::spawn(async move {
         while let Ok((packet, _)) = track.read_rtp().await {
             received.video_packets.fetch_add(1, Ordering::Relaxed);
+            if packet.header.marker {
+                received.frames_received.fetch_add(1, Ordering::Relaxed);
+            }
             if starts_vp8_keyframe(&packet.payload) {
                 received.keyframes.fetch_add(1, Ordering::Relaxed);
             }

@@ -211,12 +211,23 @@ impl VideoMixer {
 
     /// Unlinks and frees a publisher's branch. Blocks briefly (state change): call
     /// from a blocking context.
-    pub fn remove_input(&mut self, key: &str) {
-        if let Some(branch) = self.branches.remove(key) {
-            // Releasing the pad first wakes a decoder blocked on it (flushing).
-            self.compositor.release_request_pad(&branch.pad);
-            let _ = branch.bin.set_state(gst::State::Null);
-            let _ = self.pipeline.remove(&branch.bin);
+    ///
+    /// The branch's state is locked before it goes to NULL: while it is still in the
+    /// pipeline, a state change of the pipeline (the bin re-applying its state after
+    /// another branch's change) would otherwise take it back to PLAYING, and the
+    /// branch would then be freed while its threads run (a crash seen with joins and
+    /// leaves in quick succession).
+    pub fn remove_input(&mut self, key: &str) -> Result<(), MediaError> {
+        let Some(branch) = self.branches.remove(key) else { return Ok(()) };
+        branch.bin.set_locked_state(true);
+        // Releasing the pad first wakes a decoder blocked on it (flushing).
+        self.compositor.release_request_pad(&branch.pad);
+        let result = branch.bin.set_state(gst::State::Null);
+        let (_, state, _) = branch.bin.state(gst::ClockTime::ZERO);
+        let _ = self.pipeline.remove(&branch.bin);
+        match result {
+            Ok(_) if state == gst::State::Null => Ok(()),
+            _ => Err(MediaError::Pipeline(format!("decode branch {key} did not stop: {result:?}, now {state:?}"))),
         }
     }
 
@@ -247,7 +258,9 @@ impl Drop for VideoMixer {
     fn drop(&mut self) {
         let keys: Vec<String> = self.branches.keys().cloned().collect();
         for key in keys {
-            self.remove_input(&key);
+            if let Err(e) = self.remove_input(&key) {
+                tracing::error!(error = %e, "removing a decode branch");
+            }
         }
         // Stop the bus thread first: a bus drops messages once the pipeline is NULL.
         if let Some(bus) = self.pipeline.bus() {
@@ -300,4 +313,81 @@ fn spawn_bus_logger(pipeline: &gst::Pipeline, room: &str) -> Result<std::thread:
             }
         })
         .map_err(|e| MediaError::Pipeline(format!("cannot spawn bus thread: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Branches come and go while packets flow into them (publishers joining and
+    /// leaving at once): every removed branch reaches NULL before it is freed. Without
+    /// the locked state a removed branch was sometimes taken back to PLAYING by the
+    /// pipeline and freed running: "Trying to dispose element ... PLAYING", then a
+    /// crash.
+    #[test]
+    fn inputs_removed_while_packets_flow_stop_cleanly() {
+        use gst::glib;
+        crate::media::init().unwrap();
+        static CRITICALS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        glib::log_set_handler(Some("GStreamer"), glib::LogLevels::LEVEL_CRITICAL, false, false, |_, _, message| {
+            CRITICALS.lock().unwrap().push(message.to_owned());
+        });
+        // The broken removal also deadlocked now and then: a hang is a failure too.
+        let finished = Arc::new(AtomicBool::new(false));
+        let watchdog = Arc::clone(&finished);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(60));
+            if !watchdog.load(Ordering::SeqCst) {
+                eprintln!("inputs_removed_while_packets_flow_stop_cleanly: stuck for 60 s (deadlocked removal)");
+                std::process::abort();
+            }
+        });
+        let config = MediaConfig { width: 320, height: 180, ..Default::default() };
+        for round in 0..12 {
+            let mut mixer = VideoMixer::start(&config, &format!("churn{round}"), Arc::new(|_| {})).unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let mut pushers = Vec::new();
+            let mut keys: Vec<String> = Vec::new();
+            for i in 0..30 {
+                let key = format!("p{i}");
+                let input = mixer.add_input(&key, Arc::new(|| {})).unwrap();
+                keys.push(key);
+                let stop = Arc::clone(&stop);
+                pushers.push(std::thread::spawn(move || {
+                    // A VP8 RTP packet with a keyframe-looking header and junk after it.
+                    let mut packet = vec![0x80u8, 96, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0x10, 0x10, 0x02, 0x00, 0x9d, 0x01];
+                    packet.extend([0x55; 100]);
+                    let mut seq: u16 = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        packet[2..4].copy_from_slice(&seq.to_be_bytes());
+                        seq = seq.wrapping_add(1);
+                        input.push_rtp(packet.len(), |b| {
+                            b.copy_from_slice(&packet);
+                            packet.len()
+                        });
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                }));
+                let order: Vec<&str> = keys.iter().map(String::as_str).collect();
+                mixer.set_layout(&order);
+                std::thread::sleep(Duration::from_millis(5));
+                if i % 2 == 1 {
+                    let gone = keys.remove(0);
+                    mixer.remove_input(&gone).unwrap();
+                }
+            }
+            for key in keys {
+                mixer.remove_input(&key).unwrap();
+            }
+            drop(mixer);
+            stop.store(true, Ordering::Relaxed);
+            for p in pushers {
+                p.join().unwrap();
+            }
+        }
+        finished.store(true, Ordering::SeqCst);
+        let criticals = CRITICALS.lock().unwrap().clone();
+        assert!(criticals.is_empty(), "GStreamer criticals: {criticals:#?}");
+    }
 }

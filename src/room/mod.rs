@@ -1,6 +1,8 @@
 //! Rooms: each one a task owning its participants, its mixers and its layout; the
 //! registry finds or creates them. Everything else talks to a room by message.
 
+mod join;
+mod media;
 mod participant;
 mod registry;
 mod task;
@@ -131,8 +133,8 @@ pub enum JoinError {
     /// The offer is unusable.
     #[error(transparent)]
     Offer(#[from] crate::rtc::offer::OfferError),
-    /// webrtc-rs could not answer the offer.
-    #[error("{0}")]
+    /// The WebRTC stack could not negotiate the offer (a fault of the offer).
+    #[error("cannot negotiate the offer: {0}")]
     Negotiation(String),
     /// The room has `max_participants_per_room` participants.
     #[error("room is full ({0} participants)")]
@@ -146,9 +148,9 @@ pub enum JoinError {
     /// The room's media could not be set up.
     #[error("media setup failed: {0}")]
     Media(String),
-    /// The room closed while the request was queued (retried internally).
-    #[error("room closed")]
-    RoomClosed,
+    /// A fault of the server's own (gathering timed out, a lost reservation).
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// A recording that just started.

@@ -1,15 +1,17 @@
 //! The registry of live rooms: finds a room's task or starts one, and routes requests
-//! to it. A room removes itself from here when its last participant leaves.
+//! to it. A room leaves the registry only when it has no participant **and** no join
+//! in flight, decided under the registry's lock, so a join never lands in a room that
+//! is closing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::task::{JoinOutcome, RoomCommand, RoomTask};
+use super::task::{RoomCommand, RoomEvent, RoomTask};
 use super::{
     JoinAnswer, JoinError, JoinRequest, LeaveError, ParticipantId, RecordingError, RecordingStarted, RecordingStopped,
     RoomName, RoomState, RoomSummary,
@@ -28,12 +30,28 @@ pub struct ServerContext {
     pub recordings: RecordingStore,
 }
 
-/// A running room's mailbox.
+/// A running room's mailbox and what the registry reads without asking it.
 struct RoomHandle {
     commands: mpsc::Sender<RoomCommand>,
+    events: mpsc::UnboundedSender<RoomEvent>,
     /// Distinguishes a room from a later one of the same name.
     generation: u64,
+    /// Joins that hold this room open (counted under the registry lock).
+    pending: Arc<AtomicUsize>,
+    /// The room's participant count and recording flag, kept current by the room,
+    /// so listing rooms never waits on a busy room.
+    summary: Arc<Mutex<RoomSummary>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What a room task is given about itself by the registry.
+pub(super) struct RoomSlot {
+    /// Its name.
+    pub name: RoomName,
+    /// Its generation (see [`Rooms::close_if_idle`]).
+    pub generation: u64,
+    /// Where it publishes its summary.
+    pub summary: Arc<Mutex<RoomSummary>>,
 }
 
 /// All live rooms.
@@ -42,6 +60,25 @@ pub struct Rooms {
     rooms: Mutex<HashMap<RoomName, RoomHandle>>,
     next_generation: AtomicU64,
     shutting_down: AtomicBool,
+}
+
+/// A join in flight: keeps its room open until dropped. Dropping it tells the room,
+/// which then closes if nothing else holds it.
+pub(super) struct PendingJoin {
+    /// The room's mailbox.
+    pub commands: mpsc::Sender<RoomCommand>,
+    events: mpsc::UnboundedSender<RoomEvent>,
+    pending: Arc<AtomicUsize>,
+    /// The participant id reserved for this join, once the room gave one.
+    pub reserved: Option<ParticipantId>,
+}
+
+impl Drop for PendingJoin {
+    fn drop(&mut self) {
+        // Decrement first: the room re-checks the count when the event arrives.
+        self.pending.fetch_sub(1, Ordering::SeqCst);
+        let _ = self.events.send(RoomEvent::JoinEnded(self.reserved.take()));
+    }
 }
 
 impl Rooms {
@@ -66,59 +103,71 @@ impl Rooms {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Joins `room`, creating it if needed.
+    /// Joins `room`, creating it if needed: the offer is checked, negotiated outside
+    /// the room and the negotiated peer handed to the room (see `join.rs`).
     pub async fn join(self: &Arc<Self>, room: &RoomName, request: JoinRequest) -> Result<JoinAnswer, JoinError> {
-        let mut request = Some(request);
-        // A room that closes between lookup and delivery answers RoomClosed; the
-        // second attempt then creates a fresh room.
-        for _ in 0..3 {
-            let sender = self.room_for_join(room)?;
-            let (reply, answer) = oneshot::channel();
-            let req = request.take().ok_or(JoinError::RoomClosed)?;
-            if let Err(mpsc::error::SendError(RoomCommand::Join { request: req, .. })) =
-                sender.send(RoomCommand::Join { request: req, reply }).await
-            {
-                request = Some(req);
-                continue;
-            }
-            match answer.await {
-                Ok(JoinOutcome::Done(result)) => return result,
-                Ok(JoinOutcome::Retry(req)) => request = Some(req),
-                Err(_) => return Err(JoinError::RoomClosed),
-            }
-        }
-        Err(JoinError::RoomClosed)
+        super::join::join(self, room, request).await
     }
 
-    fn room_for_join(self: &Arc<Self>, room: &RoomName) -> Result<mpsc::Sender<RoomCommand>, JoinError> {
+    /// Holds `room` open for one join, starting the room when it does not exist.
+    pub(super) fn hold_for_join(self: &Arc<Self>, room: &RoomName) -> Result<PendingJoin, JoinError> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(JoinError::ShuttingDown);
         }
         let mut rooms = self.lock();
-        if let Some(handle) = rooms.get(room) {
-            if !handle.commands.is_closed() {
-                return Ok(handle.commands.clone());
-            }
-            rooms.remove(room);
+        if let Some(handle) = rooms.get(room)
+            && !handle.commands.is_closed()
+        {
+            handle.pending.fetch_add(1, Ordering::SeqCst);
+            return Ok(PendingJoin {
+                commands: handle.commands.clone(),
+                events: handle.events.clone(),
+                pending: Arc::clone(&handle.pending),
+                reserved: None,
+            });
         }
+        rooms.remove(room);
         let max = self.ctx.config.server.max_rooms;
         if rooms.len() >= max {
             return Err(JoinError::ServerFull(max));
         }
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(64);
-        let task = RoomTask::spawn(room.clone(), generation, Arc::clone(self), rx);
-        rooms.insert(room.clone(), RoomHandle { commands: tx.clone(), generation, task });
+        let (commands, commands_rx) = mpsc::channel(64);
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let summary = Arc::new(Mutex::new(RoomSummary { room: room.to_string(), participants: 0, recording: false }));
+        let pending = Arc::new(AtomicUsize::new(1));
+        let slot = RoomSlot { name: room.clone(), generation, summary: Arc::clone(&summary) };
+        let task = RoomTask::spawn(slot, Arc::clone(self), commands_rx, events.clone(), events_rx);
+        rooms.insert(
+            room.clone(),
+            RoomHandle {
+                commands: commands.clone(),
+                events: events.clone(),
+                generation,
+                pending: Arc::clone(&pending),
+                summary,
+                task,
+            },
+        );
         tracing::info!(room = %room, "room created");
-        Ok(tx)
+        Ok(PendingJoin { commands, events, pending, reserved: None })
     }
 
-    /// Called by a room task that is closing: forget it unless a newer room took the
-    /// name already.
-    pub(super) fn remove_if_current(&self, room: &RoomName, generation: u64) {
+    /// Called by a room with no participant and no reservation: forgets it and
+    /// returns true unless a join holds it (or a newer room took the name). A room
+    /// that gets `false` keeps running; the join's end wakes it again.
+    pub(super) fn close_if_idle(&self, room: &RoomName, generation: u64) -> bool {
         let mut rooms = self.lock();
-        if rooms.get(room).is_some_and(|h| h.generation == generation) {
-            rooms.remove(room);
+        match rooms.get(room) {
+            Some(h) if h.generation == generation => {
+                if h.pending.load(Ordering::SeqCst) > 0 && !self.shutting_down.load(Ordering::SeqCst) {
+                    return false;
+                }
+                rooms.remove(room);
+                true
+            }
+            // Already gone (shutdown drained it) or replaced.
+            _ => true,
         }
     }
 
@@ -126,63 +175,53 @@ impl Rooms {
         self.lock().get(room).map(|h| h.commands.clone())
     }
 
+    /// Sends a command to `room` and waits for its reply; `None` when the room does
+    /// not exist or closed meanwhile.
+    async fn ask<T>(&self, room: &RoomName, command: impl FnOnce(oneshot::Sender<T>) -> RoomCommand) -> Option<T> {
+        let sender = self.sender(room)?;
+        let (reply, rx) = oneshot::channel();
+        sender.send(command(reply)).await.ok()?;
+        rx.await.ok()
+    }
+
     /// Removes a participant; `by` is the identity asking, `None` for anyone allowed
     /// to remove anybody (open server, admin).
     pub async fn leave(&self, room: &RoomName, id: ParticipantId, by: Option<String>) -> Result<(), LeaveError> {
-        let sender = self.sender(room).ok_or(LeaveError::UnknownParticipant)?;
-        let (reply, rx) = oneshot::channel();
-        sender.send(RoomCommand::Leave { id, by, reply }).await.map_err(|_| LeaveError::UnknownParticipant)?;
-        rx.await.unwrap_or(Err(LeaveError::UnknownParticipant))
+        self.ask(room, |reply| RoomCommand::Leave { id, by, reply })
+            .await
+            .unwrap_or(Err(LeaveError::UnknownParticipant))
     }
 
     /// A room's state, `None` if it does not exist.
     pub async fn state(&self, room: &RoomName) -> Option<RoomState> {
-        let sender = self.sender(room)?;
-        let (reply, rx) = oneshot::channel();
-        sender.send(RoomCommand::State { reply }).await.ok()?;
-        rx.await.ok()
+        self.ask(room, |reply| RoomCommand::State { reply }).await.flatten()
     }
 
     /// Starts recording a room's mix.
     pub async fn start_recording(&self, room: &RoomName) -> Result<RecordingStarted, RecordingError> {
-        let sender = self.sender(room).ok_or(RecordingError::UnknownRoom)?;
-        let (reply, rx) = oneshot::channel();
-        sender.send(RoomCommand::StartRecording { reply }).await.map_err(|_| RecordingError::UnknownRoom)?;
-        rx.await.unwrap_or(Err(RecordingError::UnknownRoom))
+        self.ask(room, |reply| RoomCommand::StartRecording { reply }).await.unwrap_or(Err(RecordingError::UnknownRoom))
     }
 
     /// Stops a room's recording and finalizes the file.
     pub async fn stop_recording(&self, room: &RoomName) -> Result<RecordingStopped, RecordingError> {
-        let sender = self.sender(room).ok_or(RecordingError::NotRecording)?;
-        let (reply, rx) = oneshot::channel();
-        sender.send(RoomCommand::StopRecording { reply }).await.map_err(|_| RecordingError::NotRecording)?;
-        rx.await.unwrap_or(Err(RecordingError::NotRecording))
+        self.ask(room, |reply| RoomCommand::StopRecording { reply }).await.unwrap_or(Err(RecordingError::NotRecording))
     }
 
-    /// Every room, by name.
-    pub async fn list(&self) -> Vec<RoomSummary> {
-        let names: Vec<RoomName> = {
-            let rooms = self.lock();
-            let mut names: Vec<RoomName> = rooms.keys().cloned().collect();
-            names.sort();
-            names
-        };
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            if let Some(state) = self.state(&name).await {
-                out.push(RoomSummary {
-                    room: state.room,
-                    participants: state.participants.len(),
-                    recording: state.recording.is_some(),
-                });
-            }
-        }
+    /// Every room with participants, by name. Never waits on a room.
+    pub fn list(&self) -> Vec<RoomSummary> {
+        let mut out: Vec<RoomSummary> = self
+            .lock()
+            .values()
+            .map(|h| h.summary.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .filter(|s| s.participants > 0)
+            .collect();
+        out.sort_by(|a, b| a.room.cmp(&b.room));
         out
     }
 
     /// Rooms and participants, for metrics.
-    pub async fn counts(&self) -> (usize, usize) {
-        let rooms = self.list().await;
+    pub fn counts(&self) -> (usize, usize) {
+        let rooms = self.list();
         (rooms.len(), rooms.iter().map(|r| r.participants).sum())
     }
 

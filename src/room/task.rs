@@ -1,48 +1,54 @@
 //! The room task: the one owner of a room's participants, mixers and layout. It reacts
-//! to commands (join, leave, state) and to events from peers and pipelines, in order,
-//! one at a time.
+//! to commands (reserve, admit, leave, state) and to events from peers and pipelines,
+//! in order, one at a time, and never awaits a negotiation: joins are negotiated
+//! outside (see `join.rs`) and handed in ready.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use webrtc::media::Sample;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 use webrtc::track::track_remote::TrackRemote;
 use webrtc::util::{Marshal, MarshalSize};
 
+use super::join::Reservation;
+use super::media::{RoomMedia, RoomTracks, finalize, recording_state, track_output};
 use super::participant::Participant;
-use super::registry::{Rooms, ServerContext};
+use super::registry::{RoomSlot, Rooms, ServerContext};
 use super::{
-    JoinAnswer, JoinError, JoinRequest, LeaveError, ParticipantId, RecordingError, RecordingStarted, RecordingStopped,
-    RoomName, RoomState,
+    JoinError, LeaveError, ParticipantId, RecordingError, RecordingStarted, RecordingStopped, RoomState, RoomSummary,
 };
-use crate::media::audio::{AudioCommand, AudioMixer, AudioMixerConfig, AudioOutput, FRAME_DURATION};
+use crate::media::audio::AudioCommand;
 use crate::media::keyframe::KeyframePolicy;
-use crate::media::recorder::{Recorder, VideoFormat};
-use crate::media::video::{EncodedFrame, FrameSink, VideoInput, VideoMixer};
+use crate::media::video::VideoInput;
 use crate::metrics::{self, GaugeGuard};
-use crate::rtc::engine::{opus_capability, vp8_capability};
-use crate::rtc::offer::inspect_offer;
-use crate::rtc::peer::{self, OutgoingTracks, PeerEvent};
+use crate::rtc::offer::OfferSummary;
+use crate::rtc::peer::{self, OutgoingTracks, Peer, PeerEvent};
 
 /// Requests to a room.
 pub(super) enum RoomCommand {
-    Join {
-        request: JoinRequest,
-        reply: oneshot::Sender<JoinOutcome>,
+    /// Reserve a place for a join and hand out the tracks to negotiate with.
+    Reserve {
+        summary: OfferSummary,
+        reply: oneshot::Sender<Result<Reservation, JoinError>>,
+    },
+    /// Admit a negotiated peer into its reserved place.
+    Admit {
+        admission: Admission,
+        reply: oneshot::Sender<Result<(), JoinError>>,
     },
     Leave {
         id: ParticipantId,
         by: Option<String>,
         reply: oneshot::Sender<Result<(), LeaveError>>,
     },
+    /// The room's state; `None` while it has no participant.
     State {
-        reply: oneshot::Sender<RoomState>,
+        reply: oneshot::Sender<Option<RoomState>>,
     },
     StartRecording {
         reply: oneshot::Sender<Result<RecordingStarted, RecordingError>>,
@@ -54,78 +60,67 @@ pub(super) enum RoomCommand {
     Close,
 }
 
-/// A join's result, or the request handed back because the room was closing.
-pub(super) enum JoinOutcome {
-    Done(Result<JoinAnswer, JoinError>),
-    Retry(JoinRequest),
+/// A negotiated join, ready to become a participant.
+pub(super) struct Admission {
+    pub id: ParticipantId,
+    pub peer: Peer,
+    pub summary: OfferSummary,
+    pub name: Option<String>,
+    pub owner: Option<String>,
 }
 
-/// Things that happen to the room, from callbacks and media threads.
-enum RoomEvent {
+/// Things that happen to the room, from callbacks, media threads and joins.
+pub(super) enum RoomEvent {
     Peer(ParticipantId, PeerEvent),
     /// A publisher's decoder needs a keyframe (loss, or start).
     PublisherNeedsKeyframe(ParticipantId),
+    /// A join ended (admitted or not); its reservation, if still held, is freed.
+    JoinEnded(Option<ParticipantId>),
 }
 
-/// The room's media: the composite (created with the first video participant), the
-/// audio mixer, and the outgoing tracks shared by many peers.
-struct RoomMedia {
-    video: Option<VideoMixer>,
-    /// The composite, one encode and one packetisation for every video receiver.
-    video_track: Arc<TrackLocalStaticSample>,
-    video_writer: Option<tokio::task::JoinHandle<()>>,
-    audio: AudioMixer,
-    /// The full mix for receivers who do not publish audio.
-    shared_audio_track: Arc<TrackLocalStaticSample>,
-    shared_audio_registered: bool,
-    /// The running recording, if any.
-    recording: Option<ActiveRecording>,
-    /// The recorder the composite's frames also go to, set while recording video.
-    video_tap: Arc<std::sync::Mutex<Option<Arc<Recorder>>>>,
-}
-
-/// A recording in progress.
-struct ActiveRecording {
-    started: RecordingStarted,
-    recorder: Arc<Recorder>,
+/// A place held for a join being negotiated.
+struct Reserved {
+    /// The publisher's own mix-minus track, when it publishes and receives audio.
+    personal_audio: Option<Arc<TrackLocalStaticSample>>,
 }
 
 pub(super) struct RoomTask {
-    name: RoomName,
-    generation: u64,
+    slot: RoomSlot,
     rooms: Arc<Rooms>,
     ctx: Arc<ServerContext>,
     /// In join order: this is also the grid order of video publishers.
     participants: Vec<Participant>,
+    /// Places held for joins being negotiated (they count against the room's limit).
+    reserved: HashMap<ParticipantId, Reserved>,
     events: mpsc::UnboundedSender<RoomEvent>,
+    tracks: RoomTracks,
+    /// The pipelines, built with the first admitted participant.
+    media: Option<RoomMedia>,
     composite_keyframes: KeyframePolicy,
     /// Whether `recording.auto` already started (or tried to start) this room's
     /// recording: a recording stopped by hand stays stopped.
     auto_recording_tried: bool,
 }
 
-/// Id of the mixer listener feeding the shared full-mix track.
-const SHARED_MIX: &str = "*shared-mix";
-/// Id of the mixer listener feeding a recording (the full mix, shared encode).
-const RECORDING_MIX: &str = "*recording";
-
 impl RoomTask {
     pub fn spawn(
-        name: RoomName,
-        generation: u64,
+        slot: RoomSlot,
         rooms: Arc<Rooms>,
         commands: mpsc::Receiver<RoomCommand>,
+        events: mpsc::UnboundedSender<RoomEvent>,
+        events_rx: mpsc::UnboundedReceiver<RoomEvent>,
     ) -> tokio::task::JoinHandle<()> {
         let ctx = Arc::clone(rooms.context());
-        let (events, events_rx) = mpsc::unbounded_channel();
         let keyframe_interval = Duration::from_millis(ctx.config.media.keyframe_min_interval_ms);
         let task = RoomTask {
-            name,
-            generation,
+            slot,
             rooms,
             ctx,
             participants: Vec::new(),
+            reserved: HashMap::new(),
             events,
+            tracks: RoomTracks::new(),
+            media: None,
             composite_keyframes: KeyframePolicy::new(keyframe_interval),
             auto_recording_tried: false,
         };
@@ -133,146 +128,103 @@ impl RoomTask {
     }
 
     async fn run(mut self, mut commands: mpsc::Receiver<RoomCommand>, mut events: mpsc::UnboundedReceiver<RoomEvent>) {
-        let mut media = match self.start_media() {
-            Ok(m) => Some(m),
-            Err(e) => {
-                tracing::error!(room = %self.name, error = %e, "cannot start room media");
-                None
-            }
-        };
-        while let Some(m) = media.as_mut() {
+        loop {
             let deadline = self.next_deadline();
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(RoomCommand::Close) | None => break,
-                    Some(cmd) => self.handle_command(cmd, m).await,
+                    Some(cmd) => self.handle_command(cmd),
                 },
-                Some(event) = events.recv() => self.handle_event(event, m).await,
-                _ = sleep_until(deadline) => self.poll_keyframes(m),
+                Some(event) = events.recv() => self.handle_event(event),
+                _ = sleep_until(deadline) => self.poll_keyframes(),
             }
-            if self.participants.is_empty() {
+            self.publish_summary();
+            if self.participants.is_empty()
+                && self.reserved.is_empty()
+                && self.rooms.close_if_idle(&self.slot.name, self.slot.generation)
+            {
                 break;
             }
         }
-        // Closing: new requests go to a new room from now on.
-        self.rooms.remove_if_current(&self.name, self.generation);
+        // Closing: the registry no longer routes to this room. Answer what is queued.
         commands.close();
         while let Some(cmd) = commands.recv().await {
-            match cmd {
-                RoomCommand::Join { request, reply } => {
-                    let outcome = if media.is_some() {
-                        JoinOutcome::Retry(request)
-                    } else {
-                        JoinOutcome::Done(Err(JoinError::Media("room media could not start".into())))
-                    };
-                    let _ = reply.send(outcome);
-                }
-                RoomCommand::Leave { reply, .. } => {
-                    let _ = reply.send(Err(LeaveError::UnknownParticipant));
-                }
-                RoomCommand::StartRecording { reply } => {
-                    let _ = reply.send(Err(RecordingError::UnknownRoom));
-                }
-                RoomCommand::StopRecording { reply } => {
-                    let _ = reply.send(Err(RecordingError::NotRecording));
-                }
-                RoomCommand::State { .. } | RoomCommand::Close => {}
-            }
+            self.refuse(cmd);
         }
-        if let Some(mut m) = media {
+        if let Some(mut m) = self.media.take() {
             // The recording is finalized before anything else goes: it is the one
             // thing that outlives the room.
-            if let Some(active) = self.detach_recording(&mut m) {
+            if let Some(active) = m.detach_recording() {
                 let stopped = finalize(active).await;
-                tracing::info!(room = %self.name, file = stopped.file, duration_ms = stopped.duration_ms, "recording finalized");
+                tracing::info!(room = %self.slot.name, file = stopped.file, duration_ms = stopped.duration_ms, "recording finalized");
             }
-            while !self.participants.is_empty() {
-                self.remove_participant(0, "room closing", &mut m);
-            }
-            if let Some(w) = m.video_writer.take() {
-                w.abort();
-            }
+            self.media = Some(m);
+        }
+        while !self.participants.is_empty() {
+            self.remove_participant(0, "room closing");
+        }
+        if let Some(m) = self.media.take() {
             // Pipeline and mixer teardown block on GStreamer state changes.
             let _ = tokio::task::spawn_blocking(move || drop(m)).await;
         }
-        tracing::info!(room = %self.name, "room closed");
+        self.publish_summary();
+        tracing::info!(room = %self.slot.name, "room closed");
     }
 
-    fn start_media(&self) -> Result<RoomMedia, JoinError> {
-        let media = &self.ctx.config.media;
-        let audio = AudioMixer::start(
-            self.name.as_str(),
-            AudioMixerConfig {
-                bitrate_bps: media.audio_bitrate_bps,
-                jitter_packets: (media.audio_jitter_ms / 20).max(1) as usize,
-            },
-        )
-        .map_err(|e| JoinError::Media(e.to_string()))?;
-        Ok(RoomMedia {
-            video: None,
-            video_track: Arc::new(TrackLocalStaticSample::new(vp8_capability(), "mix-video".into(), "mcu-mix".into())),
-            video_writer: None,
-            audio,
-            shared_audio_track: Arc::new(TrackLocalStaticSample::new(
-                opus_capability(),
-                "mix-audio".into(),
-                "mcu-mix".into(),
-            )),
-            shared_audio_registered: false,
-            recording: None,
-            video_tap: Arc::new(std::sync::Mutex::new(None)),
-        })
-    }
-
-    /// Starts the composite the first time a participant sends or wants video.
-    fn ensure_video(&self, media: &mut RoomMedia) -> Result<(), JoinError> {
-        if media.video.is_some() {
-            return Ok(());
-        }
-        let (tx, mut rx) = mpsc::channel::<EncodedFrame>(16);
-        let tap = Arc::clone(&media.video_tap);
-        let sink: FrameSink = Arc::new(move |frame: EncodedFrame| {
-            if let Some(recorder) = tap.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                recorder.push_video(frame.captured_ns, &frame.data, frame.duration, frame.keyframe);
-            }
-            // Full means the network side is stalled: drop rather than block GStreamer.
-            let _ = tx.try_send(frame);
-        });
-        let mixer = tokio::task::block_in_place(|| VideoMixer::start(&self.ctx.config.media, self.name.as_str(), sink))
-            .map_err(|e| JoinError::Media(e.to_string()))?;
-        let track = Arc::clone(&media.video_track);
-        media.video_writer = Some(tokio::spawn(async move {
-            while let Some(frame) = rx.recv().await {
-                let sample = Sample { data: frame.data, duration: frame.duration, ..Default::default() };
-                if let Err(e) = track.write_sample(&sample).await {
-                    tracing::trace!(error = %e, "composite write");
-                }
-            }
-        }));
-        media.video = Some(mixer);
-        Ok(())
-    }
-
-    async fn handle_command(&mut self, cmd: RoomCommand, media: &mut RoomMedia) {
+    /// Answers a command that arrived while the room closes.
+    fn refuse(&self, cmd: RoomCommand) {
         match cmd {
-            RoomCommand::Join { request, reply } => {
-                let result = self.join(request, media).await;
-                if let Err(e) = &result {
-                    tracing::info!(room = %self.name, error = %e, "join failed");
+            RoomCommand::Reserve { reply, .. } => {
+                let _ = reply.send(Err(JoinError::ShuttingDown));
+            }
+            RoomCommand::Admit { admission, reply } => {
+                close_peer(admission.peer);
+                let _ = reply.send(Err(JoinError::ShuttingDown));
+            }
+            RoomCommand::Leave { reply, .. } => {
+                let _ = reply.send(Err(LeaveError::UnknownParticipant));
+            }
+            RoomCommand::State { reply } => {
+                let _ = reply.send(None);
+            }
+            RoomCommand::StartRecording { reply } => {
+                let _ = reply.send(Err(RecordingError::UnknownRoom));
+            }
+            RoomCommand::StopRecording { reply } => {
+                let _ = reply.send(Err(RecordingError::NotRecording));
+            }
+            RoomCommand::Close => {}
+        }
+    }
+
+    fn publish_summary(&self) {
+        let mut summary = self.slot.summary.lock().unwrap_or_else(|p| p.into_inner());
+        *summary = RoomSummary {
+            room: self.slot.name.to_string(),
+            participants: self.participants.len(),
+            recording: self.media.as_ref().is_some_and(|m| m.recording.is_some()),
+        };
+    }
+
+    fn handle_command(&mut self, cmd: RoomCommand) {
+        match cmd {
+            RoomCommand::Reserve { summary, reply } => {
+                let _ = reply.send(self.reserve(summary));
+            }
+            RoomCommand::Admit { admission, reply } => {
+                let id = admission.id.clone();
+                let result = self.admit(admission);
+                match &result {
+                    Ok(()) => self.maybe_start_auto_recording(),
+                    Err(e) => tracing::info!(room = %self.slot.name, participant = %id, error = %e, "join refused"),
                 }
-                if result.is_ok() && self.ctx.config.recording.auto && !self.auto_recording_tried {
-                    self.auto_recording_tried = true;
-                    if let Err(e) = self.start_recording(media) {
-                        tracing::error!(room = %self.name, error = %e, "cannot start automatic recording");
-                    }
-                }
-                let _ = reply.send(JoinOutcome::Done(result));
+                let _ = reply.send(result);
             }
             RoomCommand::Leave { id, by, reply } => {
                 let result = match self.participants.iter().position(|p| p.id == id) {
                     Some(index) if by.is_some() && self.participants[index].owner != by => Err(LeaveError::NotYours),
                     Some(index) => {
-                        self.remove_participant(index, "left", media);
+                        self.remove_participant(index, "left");
                         Ok(())
                     }
                     None => Err(LeaveError::UnknownParticipant),
@@ -280,17 +232,22 @@ impl RoomTask {
                 let _ = reply.send(result);
             }
             RoomCommand::State { reply } => {
-                let _ = reply.send(RoomState {
-                    room: self.name.to_string(),
+                let state = (!self.participants.is_empty()).then(|| RoomState {
+                    room: self.slot.name.to_string(),
                     layout: "grid",
-                    recording: media.recording.as_ref().map(recording_state),
+                    recording: self.media.as_ref().and_then(|m| m.recording.as_ref()).map(recording_state),
                     participants: self.participants.iter().map(Participant::info).collect(),
                 });
+                let _ = reply.send(state);
             }
             RoomCommand::StartRecording { reply } => {
-                let _ = reply.send(self.start_recording(media));
+                let result = match self.media.as_mut() {
+                    Some(m) => m.start_recording(self.slot.name.as_str(), &self.ctx.config.media, &self.ctx.recordings),
+                    None => Err(RecordingError::UnknownRoom),
+                };
+                let _ = reply.send(result);
             }
-            RoomCommand::StopRecording { reply } => match self.detach_recording(media) {
+            RoomCommand::StopRecording { reply } => match self.media.as_mut().and_then(RoomMedia::detach_recording) {
                 // Finalizing takes a moment; the room goes on meanwhile.
                 Some(active) => {
                     tokio::spawn(async move {
@@ -305,178 +262,148 @@ impl RoomTask {
         }
     }
 
-    async fn join(&mut self, request: JoinRequest, media: &mut RoomMedia) -> Result<JoinAnswer, JoinError> {
-        let config = &self.ctx.config;
-        let max = config.server.max_participants_per_room;
-        if self.participants.len() >= max {
+    /// Holds a place for a join and picks the tracks it will receive.
+    fn reserve(&mut self, summary: OfferSummary) -> Result<Reservation, JoinError> {
+        let max = self.ctx.config.server.max_participants_per_room;
+        if self.participants.len() + self.reserved.len() >= max {
             return Err(JoinError::RoomFull(max));
         }
-        let offer = inspect_offer(&request.offer)?;
-        if offer.video.is_some() {
-            self.ensure_video(media)?;
-        }
         let id = ParticipantId::new();
-        let publishes_audio = offer.audio.is_some_and(|d| d.publishes());
-        let receives_audio = offer.audio.is_some_and(|d| d.receives());
+        let publishes_audio = summary.audio.is_some_and(|d| d.publishes());
+        let receives_audio = summary.audio.is_some_and(|d| d.receives());
         // Publishers hear a mix-minus of their own; everyone else shares one encode.
-        let personal_audio = (publishes_audio && receives_audio)
-            .then(|| Arc::new(TrackLocalStaticSample::new(opus_capability(), "mix-audio".into(), "mcu-mix".into())));
+        let personal_audio = (publishes_audio && receives_audio).then(RoomTracks::personal_audio);
         let tracks = OutgoingTracks {
-            audio: personal_audio.clone().unwrap_or_else(|| Arc::clone(&media.shared_audio_track)),
-            video: Arc::clone(&media.video_track),
+            audio: personal_audio.clone().unwrap_or_else(|| Arc::clone(&self.tracks.shared_audio)),
+            video: Arc::clone(&self.tracks.video),
         };
-        let events = self.events.clone();
-        let peer_id = id.clone();
-        let on_event: Arc<dyn Fn(PeerEvent) + Send + Sync> = Arc::new(move |event| {
-            let _ = events.send(RoomEvent::Peer(peer_id.clone(), event));
-        });
-        let timeout = Duration::from_millis(config.server.join_timeout_ms);
-        let peer = tokio::time::timeout(
-            timeout,
-            peer::answer_offer(&self.ctx.engine, request.offer, offer, tracks, timeout, on_event),
-        )
-        .await
-        .map_err(|_| JoinError::Negotiation("negotiation timed out".into()))?
-        .map_err(|e| JoinError::Negotiation(e.to_string()))?;
-        let answer = peer.answer.clone();
+        self.reserved.insert(id.clone(), Reserved { personal_audio });
+        Ok(Reservation { id, tracks, events: self.events.clone() })
+    }
 
-        let name = request.name.unwrap_or_else(|| format!("guest-{}", &id.as_str()[..6]));
-        let pli_interval = Duration::from_millis(config.media.keyframe_min_interval_ms);
-        let mut participant = Participant::new(id.clone(), name, request.owner, offer, peer, pli_interval);
+    /// Turns a negotiated peer into a participant: media inputs and outputs wired,
+    /// grid updated. On failure the peer is closed and the place freed.
+    fn admit(&mut self, admission: Admission) -> Result<(), JoinError> {
+        let Some(reserved) = self.reserved.remove(&admission.id) else {
+            close_peer(admission.peer);
+            return Err(JoinError::Internal("the join's reservation was lost".into()));
+        };
+        let Admission { id, peer, summary, name, owner } = admission;
+        let name = name.unwrap_or_else(|| format!("guest-{}", &id.as_str()[..6]));
+        let pli_interval = Duration::from_millis(self.ctx.config.media.keyframe_min_interval_ms);
+        let mut participant = Participant::new(id.clone(), name, owner, summary, peer, pli_interval);
+        if let Err(e) = self.wire_media(&mut participant, reserved) {
+            let peer = Arc::clone(&participant.peer);
+            tokio::spawn(async move { peer.close().await });
+            return Err(e);
+        }
+        tracing::info!(room = %self.slot.name, participant = %id, name = participant.name, offer = ?summary, "joined");
+        self.participants.push(participant);
+        self.relayout();
+        Ok(())
+    }
+
+    fn wire_media(&mut self, participant: &mut Participant, reserved: Reserved) -> Result<(), JoinError> {
+        let config = &self.ctx.config.media;
+        let room = self.slot.name.as_str();
+        if self.media.is_none() {
+            self.media = Some(RoomMedia::start(room, config)?);
+        }
+        let media = self.media.as_mut().ok_or_else(|| JoinError::Internal("room media missing".into()))?;
+        if participant.offer.video.is_some() {
+            media.ensure_video(room, config, &self.tracks.video)?;
+        }
         if participant.publishes_video() {
             let events = self.events.clone();
-            let pid = id.clone();
+            let pid = participant.id.clone();
             let needs_keyframe = Arc::new(move || {
                 let _ = events.send(RoomEvent::PublisherNeedsKeyframe(pid.clone()));
             });
-            let video = media.video.as_mut().ok_or_else(|| JoinError::Media("no composite".into()))?;
-            match tokio::task::block_in_place(|| video.add_input(id.as_str(), needs_keyframe)) {
-                Ok(input) => participant.video_input = Some(input),
-                Err(e) => {
-                    participant.peer.close().await;
-                    return Err(JoinError::Media(e.to_string()));
-                }
-            }
+            let video = media.video.as_mut().ok_or_else(|| JoinError::Internal("no composite".into()))?;
+            let key = participant.id.as_str().to_owned();
+            let input = tokio::task::block_in_place(|| video.add_input(&key, needs_keyframe))
+                .map_err(|e| JoinError::Media(e.to_string()))?;
+            participant.video_input = Some(input);
         }
-        if publishes_audio {
-            media.audio.send(AudioCommand::AddSource(id.shared()));
+        if participant.publishes_audio() {
+            media.audio.send(AudioCommand::AddSource(participant.id.shared()));
         }
-        if let Some(track) = personal_audio {
-            media.audio.send(AudioCommand::AddListener(id.shared(), track_output(track)));
-        } else if receives_audio && !media.shared_audio_registered {
-            media.shared_audio_registered = true;
-            let track = Arc::clone(&media.shared_audio_track);
-            media.audio.send(AudioCommand::AddListener(Arc::from(SHARED_MIX), track_output(track)));
+        if let Some(track) = reserved.personal_audio {
+            media.audio.send(AudioCommand::AddListener(participant.id.shared(), track_output(track)));
+        } else if participant.offer.audio.is_some_and(|d| d.receives()) {
+            media.ensure_shared_audio(&self.tracks.shared_audio);
         }
-        tracing::info!(room = %self.name, participant = %id, name = participant.name, ?offer, "joined");
-        self.participants.push(participant);
-        self.relayout(media);
-        Ok(JoinAnswer { id, answer })
+        Ok(())
     }
 
-    /// Starts recording the composite (if the room has video) and the full mix.
-    fn start_recording(&mut self, media: &mut RoomMedia) -> Result<RecordingStarted, RecordingError> {
-        if media.recording.is_some() {
-            return Err(RecordingError::AlreadyRecording);
+    fn maybe_start_auto_recording(&mut self) {
+        if !self.ctx.config.recording.auto || self.auto_recording_tried {
+            return;
         }
-        let new = tokio::task::block_in_place(|| self.ctx.recordings.create(self.name.as_str()))?;
-        let config = &self.ctx.config.media;
-        // The recording has video when the room has a composite (someone negotiated
-        // video, even only to watch: cameras may come later); a room of audio-only
-        // clients records audio only.
-        let format =
-            media.video.as_ref().map(|_| VideoFormat { width: config.width, height: config.height, fps: config.fps });
-        let recorder = match tokio::task::block_in_place(|| Recorder::start(&new.path, format)) {
-            Ok(r) => Arc::new(r),
-            Err(e) => {
-                let _ = std::fs::remove_file(&new.path);
-                return Err(RecordingError::Media(e.to_string()));
-            }
-        };
-        if format.is_some() {
-            *media.video_tap.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&recorder));
+        self.auto_recording_tried = true;
+        if let Some(m) = self.media.as_mut()
+            && let Err(e) = m.start_recording(self.slot.name.as_str(), &self.ctx.config.media, &self.ctx.recordings)
+        {
+            tracing::error!(room = %self.slot.name, error = %e, "cannot start automatic recording");
         }
-        // The mixer emits a tick's frame about one jitter-buffer depth after its audio
-        // arrived; stamping it that much earlier lines it up with the video.
-        let audio_delay_ns = u64::from(config.audio_jitter_ms) * 1_000_000;
-        let audio_recorder = Arc::clone(&recorder);
-        let output = move |frame: Bytes| {
-            audio_recorder.push_audio(Recorder::clock_now_ns().saturating_sub(audio_delay_ns), frame);
-        };
-        media.audio.send(AudioCommand::AddListener(Arc::from(RECORDING_MIX), Box::new(output)));
-        if let Some(video) = &media.video {
-            video.force_keyframe();
-        }
-        let started_at_ms =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let started = RecordingStarted {
-            id: new.id,
-            file: new.file,
-            room: self.name.to_string(),
-            video: format.is_some(),
-            started_at_ms,
-        };
-        tracing::info!(room = %self.name, file = started.file, video = started.video, "recording started");
-        media.recording = Some(ActiveRecording { started: started.clone(), recorder });
-        Ok(started)
     }
 
-    /// Disconnects the running recording from the room's media, for finalizing.
-    fn detach_recording(&self, media: &mut RoomMedia) -> Option<ActiveRecording> {
-        let active = media.recording.take()?;
-        media.video_tap.lock().unwrap_or_else(|p| p.into_inner()).take();
-        media.audio.send(AudioCommand::RemoveListener(Arc::from(RECORDING_MIX)));
-        Some(active)
-    }
-
-    fn relayout(&self, media: &RoomMedia) {
-        if let Some(video) = &media.video {
+    fn relayout(&self) {
+        if let Some(video) = self.media.as_ref().and_then(|m| m.video.as_ref()) {
             let order: Vec<&str> =
                 self.participants.iter().filter(|p| p.video_input.is_some()).map(|p| p.id.as_str()).collect();
             video.set_layout(&order);
         }
     }
 
-    fn remove_participant(&mut self, index: usize, reason: &str, media: &mut RoomMedia) {
+    fn remove_participant(&mut self, index: usize, reason: &str) {
         let p = self.participants.remove(index);
-        tracing::info!(room = %self.name, participant = %p.id, reason, "participant removed");
+        tracing::info!(room = %self.slot.name, participant = %p.id, reason, "participant removed");
         for reader in &p.readers {
             reader.abort();
         }
-        if p.video_input.is_some()
-            && let Some(video) = media.video.as_mut()
-        {
-            tokio::task::block_in_place(|| video.remove_input(p.id.as_str()));
+        if let Some(media) = self.media.as_mut() {
+            if p.video_input.is_some()
+                && let Some(video) = media.video.as_mut()
+                && let Err(e) = tokio::task::block_in_place(|| video.remove_input(p.id.as_str()))
+            {
+                tracing::error!(room = %self.slot.name, error = %e, "cannot remove video input");
+            }
+            media.audio.send(AudioCommand::RemoveSource(p.id.shared()));
+            media.audio.send(AudioCommand::RemoveListener(p.id.shared()));
         }
-        media.audio.send(AudioCommand::RemoveSource(p.id.shared()));
-        media.audio.send(AudioCommand::RemoveListener(p.id.shared()));
-        self.relayout(media);
+        self.relayout();
         let peer = Arc::clone(&p.peer);
         tokio::spawn(async move { peer.close().await });
     }
 
-    async fn handle_event(&mut self, event: RoomEvent, media: &mut RoomMedia) {
+    fn handle_event(&mut self, event: RoomEvent) {
         match event {
-            RoomEvent::Peer(id, PeerEvent::Track(track)) => self.start_reader(&id, track, media),
+            RoomEvent::Peer(id, PeerEvent::Track(track)) => self.start_reader(&id, track),
             RoomEvent::Peer(id, PeerEvent::State(state)) => {
                 let Some(index) = self.participants.iter().position(|p| p.id == id) else { return };
-                tracing::debug!(room = %self.name, participant = %id, %state, "peer state");
+                tracing::debug!(room = %self.slot.name, participant = %id, %state, "peer state");
                 match state {
                     RTCPeerConnectionState::Connected if self.participants[index].receives_video() => {
-                        self.request_composite_keyframe(media);
+                        self.request_composite_keyframe();
                     }
                     RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
-                        self.remove_participant(index, "connection lost", media);
+                        self.remove_participant(index, "connection lost");
                     }
                     _ => {}
                 }
             }
-            RoomEvent::Peer(_, PeerEvent::KeyframeRequest) => self.request_composite_keyframe(media),
+            RoomEvent::Peer(_, PeerEvent::KeyframeRequest) => self.request_composite_keyframe(),
             RoomEvent::PublisherNeedsKeyframe(id) => self.request_publisher_keyframe(&id),
+            RoomEvent::JoinEnded(Some(id)) => {
+                self.reserved.remove(&id);
+            }
+            RoomEvent::JoinEnded(None) => {}
         }
     }
 
-    fn start_reader(&mut self, id: &ParticipantId, track: Arc<TrackRemote>, media: &RoomMedia) {
+    fn start_reader(&mut self, id: &ParticipantId, track: Arc<TrackRemote>) {
+        let audio = self.media.as_ref().and_then(|m| m.audio.sender());
         let Some(p) = self.participants.iter_mut().find(|p| &p.id == id) else { return };
         let reader = match track.kind() {
             RTPCodecType::Video => {
@@ -488,7 +415,7 @@ impl RoomTask {
                 if !p.publishes_audio() {
                     return;
                 }
-                let Some(mixer) = media.audio.sender() else { return };
+                let Some(mixer) = audio else { return };
                 tokio::spawn(read_audio(track, id.shared(), mixer))
             }
             _ => return,
@@ -499,9 +426,9 @@ impl RoomTask {
         }
     }
 
-    fn request_composite_keyframe(&mut self, media: &RoomMedia) {
+    fn request_composite_keyframe(&mut self) {
         if self.composite_keyframes.request(Instant::now().into_std())
-            && let Some(video) = &media.video
+            && let Some(video) = self.media.as_ref().and_then(|m| m.video.as_ref())
         {
             video.force_keyframe();
         }
@@ -523,10 +450,10 @@ impl RoomTask {
             .map(Instant::from_std)
     }
 
-    fn poll_keyframes(&mut self, media: &RoomMedia) {
+    fn poll_keyframes(&mut self) {
         let now = Instant::now().into_std();
         if self.composite_keyframes.poll(now)
-            && let Some(video) = &media.video
+            && let Some(video) = self.media.as_ref().and_then(|m| m.video.as_ref())
         {
             video.force_keyframe();
         }
@@ -536,6 +463,11 @@ impl RoomTask {
             }
         }
     }
+}
+
+/// Closes a peer that never became a participant.
+fn close_peer(peer: Peer) {
+    tokio::spawn(async move { peer.close().await });
 }
 
 fn send_pli(p: &Participant) {
@@ -550,44 +482,6 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// What `GET /rooms/{room}` shows of a running recording.
-fn recording_state(active: &ActiveRecording) -> serde_json::Value {
-    let mut state = serde_json::json!({
-        "id": active.started.id,
-        "file": active.started.file,
-        "video": active.started.video,
-        "started_at_ms": active.started.started_at_ms,
-        "duration_ms": active.recorder.duration().as_millis() as u64,
-    });
-    if let Some(error) = active.recorder.failure() {
-        state["error"] = error.into();
-    }
-    state
-}
-
-/// Finalizes a detached recording on a blocking thread.
-async fn finalize(active: ActiveRecording) -> RecordingStopped {
-    let recorder = Arc::clone(&active.recorder);
-    let summary = tokio::task::spawn_blocking(move || recorder.finish()).await.ok();
-    let (duration_ms, bytes, error) = match summary {
-        Some(s) => (s.duration.as_millis() as u64, s.bytes, s.error),
-        None => (0, 0, Some("finalizing panicked".to_owned())),
-    };
-    if let Some(e) = &error {
-        tracing::error!(file = active.started.file, error = e, "recording ended with an error");
-    }
-    RecordingStopped { file: active.started.file, duration_ms, bytes, error }
-}
-
-/// Writes a listener's Opus frames to its track from the mixer thread.
-fn track_output(track: Arc<TrackLocalStaticSample>) -> Box<dyn AudioOutput> {
-    let runtime = tokio::runtime::Handle::current();
-    Box::new(move |frame: Bytes| {
-        let sample = Sample { data: frame, duration: FRAME_DURATION, ..Default::default() };
-        let _ = runtime.block_on(track.write_sample(&sample));
-    })
 }
 
 /// Forwards a publisher's video RTP into its decode branch.

@@ -12,7 +12,6 @@ use webrtc::api::interceptor_registry::register_default_interceptors;
 use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::ice::network_type::NetworkType;
-use webrtc::ice::udp_mux::{UDPMuxDefault, UDPMuxParams};
 use webrtc::ice::udp_network::UDPNetwork;
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::interceptor::registry::Registry;
@@ -108,7 +107,7 @@ impl RtcEngine {
             .map_err(|e| EngineError::Bind { port: config.udp_port, reason: e.to_string() })?;
         let udp_port =
             socket.local_addr().map_err(|e| EngineError::Bind { port: config.udp_port, reason: e.to_string() })?.port();
-        let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
+        let mux = super::udp_mux::MediaPortMux::new(socket);
 
         let mut settings = SettingEngine::default();
         settings.set_udp_network(UDPNetwork::Muxed(mux));
@@ -121,6 +120,7 @@ impl RtcEngine {
         if let Some(ip) = config.public_ip {
             settings.set_nat_1to1_ips(vec![ip.to_string()], RTCIceCandidateType::Host);
         }
+        settings.set_lite(true);
         settings.set_ice_timeouts(
             Some(Duration::from_millis(config.ice_disconnected_timeout_ms)),
             Some(Duration::from_millis(config.ice_failed_timeout_ms)),

@@ -4,3 +4,4 @@
 pub mod engine;
 pub mod offer;
 pub mod peer;
+pub mod udp_mux;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use webrtc::ice_transport::ice_transport_state::RTCIceTransportState;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
@@ -47,9 +48,13 @@ pub enum NegotiationError {
     /// webrtc-rs rejected the offer or failed to answer.
     #[error("cannot negotiate: {0}")]
     WebRtc(#[from] webrtc::Error),
-    /// ICE gathering did not complete in time.
-    #[error("ICE gathering timed out")]
-    GatheringTimeout,
+    /// ICE gathering did not complete in time (milliseconds waited).
+    #[error("ICE gathering did not complete within {0} ms")]
+    GatheringTimeout(u128),
+    /// Gathering completed without a single candidate: the answer would be
+    /// unusable (a client would wait for a connection that cannot happen).
+    #[error("no local ICE candidate")]
+    NoCandidates,
 }
 
 /// A negotiated peer connection.
@@ -144,8 +149,25 @@ async fn negotiate(
     let answer = pc.create_answer(None).await?;
     let mut gathered = pc.gathering_complete_promise().await;
     pc.set_local_description(answer).await?;
-    tokio::time::timeout(gather_timeout, gathered.recv()).await.map_err(|_| NegotiationError::GatheringTimeout)?;
-    let local = pc.local_description().await.ok_or(NegotiationError::GatheringTimeout)?;
+    let timed_out = || NegotiationError::GatheringTimeout(gather_timeout.as_millis());
+    tokio::time::timeout(gather_timeout, gathered.recv()).await.map_err(|_| timed_out())?;
+    let local = pc.local_description().await.ok_or_else(timed_out)?;
+    if !local.sdp.contains("\na=candidate:") {
+        return Err(NegotiationError::NoCandidates);
+    }
+    // webrtc-rs starts DTLS only once the ICE transport's state has left `new`, a
+    // state recorded by a separate task: the answer goes out only after it is, so no
+    // client check can complete ICE before it (see `client::apply_answer` for the
+    // same race on the offering side).
+    let dtls = pc.sctp().transport();
+    let ice = dtls.ice_transport();
+    let deadline = tokio::time::Instant::now() + gather_timeout;
+    while ice.state() == RTCIceTransportState::New {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(timed_out());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 
     for sender in senders {
         spawn_rtcp_reader(sender, on_event.clone());

@@ -14,7 +14,8 @@ import { chromium } from "playwright-core";
 import fs from "node:fs/promises";
 import path from "node:path";
 
-const TIME_LIMIT_MS = Number(process.env.MCU_E2E_TIME_LIMIT_MS || 90_000);
+const REJOINS = Number(process.env.MCU_E2E_REJOINS ?? 20); // joins in a row that must all connect
+const TIME_LIMIT_MS = Number(process.env.MCU_E2E_TIME_LIMIT_MS || 90_000 + REJOINS * 4_000);
 const MIN_FRAMES_IN_3S = Number(process.env.MCU_E2E_MIN_FRAMES || 30);
 const MEDIA_ATTEMPTS = 2; // 3 s frame-count windows tried per page before failing
 
@@ -254,6 +255,20 @@ async function leaveViaUi(p) {
   log(`${p.label}: left`);
 }
 
+/** Joins and leaves REJOINS times in a row through the page: every join must connect. */
+async function rejoinInARow(p, room) {
+  const times = [];
+  for (let i = 1; i <= REJOINS; i++) {
+    const t = Date.now();
+    await joinViaUi(p, room, `Again${i}`, { camera: true, microphone: true });
+    times.push(Date.now() - t);
+    await leaveViaUi(p);
+  }
+  if (times.length === 0) return;
+  times.sort((a, b) => a - b);
+  log(`${REJOINS} joins in a row all connected: click-to-connected p50 ${times[Math.floor(times.length / 2)]} ms, max ${times[times.length - 1]} ms`);
+}
+
 async function main() {
   await fs.mkdir(artifacts, { recursive: true });
   log(`server ${base}, expecting ${W}x${H}, artifacts in ${artifacts}`);
@@ -331,6 +346,8 @@ async function main() {
     return { ok: s.status === 404, detail: s.status };
   }, 10_000, 250);
   log(`GET /rooms/${room}: 404`);
+
+  await rejoinInARow(p1, `${room}-rejoin`);
 
   check(pageErrors.length === 0, `uncaught page errors:\n  ${pageErrors.join("\n  ")}`);
   check(externalRequests.length === 0, `requests to other hosts:\n  ${externalRequests.join("\n  ")}`);

@@ -16,6 +16,9 @@ pub struct Server {
     child: Child,
     /// `http://127.0.0.1:PORT`
     pub url: String,
+    /// Log lines that mean a defect whatever the test checks: GStreamer criticals,
+    /// panics.
+    alarms: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -40,9 +43,21 @@ impl Server {
             .envs(env.iter().copied())
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,webrtc=error".into()))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn mcu");
+        // The server's log goes on to the test's stderr, watched for alarms.
+        let alarms = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let seen = std::sync::Arc::clone(&alarms);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                if line.contains("-CRITICAL **") || line.contains("panicked at") {
+                    seen.lock().unwrap().push(line);
+                }
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -54,7 +69,12 @@ impl Server {
         });
         let line = rx.recv_timeout(Duration::from_secs(30)).expect("server printed its listening line");
         let url = line.strip_prefix("listening on ").expect("listening line format").to_owned();
-        Server { child, url }
+        Server { child, url, alarms }
+    }
+
+    /// GStreamer criticals and panics the server logged so far.
+    pub fn alarms(&self) -> Vec<String> {
+        self.alarms.lock().unwrap().clone()
     }
 
     /// Joins `room` with a synthetic participant.
