@@ -75,6 +75,16 @@ pub fn headline(r: &Results) -> String {
         "- Memory: {:.0} MiB idle, about {:.1} MiB per added participant.",
         r.idle_rss_mib, r.rss_per_participant_mib
     );
+    if !r.connect.is_empty() {
+        let joins: usize = r.connect.iter().map(|c| c.joins).sum();
+        let connected: usize = r.connect.iter().map(|c| c.connected).sum();
+        let worst_quiet = r.connect.iter().filter(|c| !c.hog).map(|c| c.answer_to_connected_ms[2]).fold(0.0, f64::max);
+        let _ = writeln!(
+            s,
+            "- Joins: {connected} of {joins} connected (one after another and 50 at once, with and without a CPU hog); \
+             p99 answer to connected {worst_quiet:.0} ms at worst without the hog."
+        );
+    }
     if let Some(a) = r.audio_only.last()
         && let (Some(m), Some(j)) = (&a.mcu, &a.janus)
     {
@@ -189,7 +199,9 @@ pub fn tables(r: &Results) -> String {
             "Real webrtc-rs peers join (audio + video, send and receive, like a browser), wait for `connected` and \
              leave; \"at once\" joins are in flight together, in rooms of 10. Times from the client: offer posted to \
              answer, answer to ICE `connected`, answer to peer connection `connected` (DTLS done). The CPU hog is a \
-             busy loop on every core beside the server and the peers. Same run: `make stress-connect`.\n"
+             busy loop on every core beside the server and the peers. Measured on {} (same machine) with \
+             `make stress-connect`.\n",
+            r.connect_date
         );
         let _ = writeln!(s, "{}", super::connect::ConnectSummary::header());
         for c in &r.connect {

@@ -102,12 +102,20 @@ pub struct Results {
     /// Join reliability and speed (`mcu bench connect` runs).
     #[serde(default)]
     pub connect: Vec<super::connect::ConnectSummary>,
+    /// When the join runs were made (UTC; they may come from a later partial run).
+    #[serde(default)]
+    pub connect_date: String,
 }
 
 impl Results {
     /// Fills the parts not measured in this run (`measured` says which were) from an
     /// earlier run, so a partial run updates its own figures only.
     pub fn keep_unmeasured(&mut self, earlier: Results, measured: impl Fn(&str) -> bool) {
+        // The machine and date describe the main run; a part measured later says when.
+        if !measured("mixing") {
+            self.machine = earlier.machine;
+            self.date = earlier.date;
+        }
         if !measured("mixing") && !measured("limit") {
             self.mixing = earlier.mixing;
             self.idle_rss_mib = earlier.idle_rss_mib;
@@ -129,6 +137,7 @@ impl Results {
         }
         if !measured("connect") {
             self.connect = earlier.connect;
+            self.connect_date = earlier.connect_date;
         }
     }
 
@@ -244,6 +253,7 @@ pub async fn all(media_dir: &Path, work: &Path, timing: Timing, only: &[String])
         let server = Server::start(work)?;
         sleep(1.0).await;
         r.connect = super::connect::bench_rows(&server.url).await;
+        r.connect_date = date();
     }
     if !["mixing", "join", "profile", "limit", "capacity", "audio"].iter().any(|p| want(p)) {
         return Ok(r);
