@@ -30,6 +30,10 @@ impl Gauge {
 pub static PIPELINES: Gauge = Gauge::new();
 /// Publisher video decode branches linked into a compositor.
 pub static VIDEO_DECODERS: Gauge = Gauge::new();
+/// Composite encodes running, one per (codec, tier) in use.
+pub static VIDEO_ENCODERS: Gauge = Gauge::new();
+/// Receivers' video forwarders.
+pub static VIDEO_FORWARDERS: Gauge = Gauge::new();
 /// Audio mixer threads.
 pub static AUDIO_MIXERS: Gauge = Gauge::new();
 /// Audio sources (decoders) inside the mixers.
@@ -43,11 +47,13 @@ pub static RECORDINGS: Gauge = Gauge::new();
 
 /// Renders the gauges in the Prometheus text format.
 pub fn render(rooms: usize, participants: usize) -> String {
-    let gauges: [(&str, &str, i64); 9] = [
+    let gauges: [(&str, &str, i64); 11] = [
         ("mcu_rooms", "Rooms with at least one participant", rooms as i64),
         ("mcu_participants", "Participants in all rooms", participants as i64),
         ("mcu_pipelines", "Live room media pipelines", PIPELINES.get()),
         ("mcu_video_decoders", "Live publisher video decode branches", VIDEO_DECODERS.get()),
+        ("mcu_video_encoders", "Composite encodes running (one per codec and tier in use)", VIDEO_ENCODERS.get()),
+        ("mcu_video_forwarders", "Receivers' video forwarders", VIDEO_FORWARDERS.get()),
         ("mcu_audio_mixers", "Live audio mixer threads", AUDIO_MIXERS.get()),
         ("mcu_audio_sources", "Live audio decoders in mixers", AUDIO_SOURCES.get()),
         ("mcu_peer_connections", "Peer connections not yet closed", PEER_CONNECTIONS.get()),

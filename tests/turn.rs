@@ -53,14 +53,23 @@ fn start_coturn(port: u16) -> Coturn {
             .spawn()
             .expect("start turnserver"),
     );
-    // Ready once it answers on its port (a bind attempt fails while it holds it).
-    for _ in 0..50 {
-        if UdpSocket::bind(("127.0.0.1", port)).is_err() {
+    // Ready once it answers a STUN binding request: holding its port is not enough
+    // (it binds before its relay threads run, and a TURN allocation sent in between
+    // goes unanswered; seen as an offer without relay candidates).
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut request = webrtc::stun::message::Message::new();
+    request
+        .build(&[Box::new(webrtc::stun::agent::TransactionId::new()), Box::new(webrtc::stun::message::BINDING_REQUEST)])
+        .unwrap();
+    for _ in 0..100 {
+        let _ = probe.send_to(&request.raw, ("127.0.0.1", port));
+        let mut buf = [0u8; 1500];
+        if probe.recv_from(&mut buf).is_ok() {
             return coturn;
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("turnserver did not start on port {port}");
+    panic!("turnserver did not answer on port {port}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

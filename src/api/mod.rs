@@ -3,6 +3,7 @@
 
 mod error;
 mod limit;
+mod participants;
 mod web;
 
 use std::collections::HashMap;
@@ -28,15 +29,15 @@ use crate::rtc::offer::inspect_offer;
 const MAX_NAME_CHARS: usize = 64;
 
 /// What every handler shares.
-struct Api {
-    rooms: Arc<Rooms>,
+pub(crate) struct Api {
+    pub(crate) rooms: Arc<Rooms>,
     auth: Authenticator,
     joins: limit::JoinLimiter,
 }
 
 impl Api {
     /// Verifies the `Authorization` header and requires `perms` for `room`.
-    fn authorize(
+    pub(crate) fn authorize(
         &self,
         authorization: Option<&str>,
         room: Option<&str>,
@@ -48,7 +49,7 @@ impl Api {
     }
 }
 
-type Shared = Arc<Api>;
+pub(crate) type Shared = Arc<Api>;
 type Authorization = Option<String>;
 
 /// Every route of the API, with JSON errors and, when configured, CORS.
@@ -85,6 +86,17 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .and(bearer())
         .and(with_api.clone())
         .then(|room, id, authorization, api| async move { reply(leave(room, id, authorization, api).await) })
+        .boxed();
+    let update = warp::path!("rooms" / String / "participants" / String)
+        .and(warp::patch())
+        .and(warp::header::optional::<String>("content-type"))
+        .and(bearer())
+        .and(warp::body::content_length_limit(16 * 1024))
+        .and(warp::body::bytes())
+        .and(with_api.clone())
+        .then(|room, id, content_type, authorization, body, api: Shared| async move {
+            reply(participants::update(room, id, content_type, authorization, body, &api).await)
+        })
         .boxed();
     let list = warp::path!("rooms")
         .and(warp::get())
@@ -146,7 +158,7 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .then(|authorization, api| async move { reply(metrics_text(authorization, api).await) })
         .boxed();
 
-    let conference = join.or(leave).unify().or(list).unify().or(state).unify().boxed();
+    let conference = join.or(leave).unify().or(update).unify().or(list).unify().or(state).unify().boxed();
     let recordings =
         start_recording.or(stop_recording).unify().or(list_recordings).unify().or(download).unify().boxed();
     let operations = ice_servers.or(health).unify().or(metrics).unify().boxed();
@@ -167,7 +179,7 @@ fn cors(origins: &[String]) -> Option<warp::cors::Builder> {
         return None;
     }
     let builder = warp::cors()
-        .allow_methods(["GET", "POST", "DELETE", "OPTIONS"])
+        .allow_methods(["GET", "POST", "PATCH", "DELETE", "OPTIONS"])
         .allow_headers(["content-type", "authorization"])
         .expose_headers(["location"])
         .max_age(600);
@@ -178,7 +190,7 @@ fn cors(origins: &[String]) -> Option<warp::cors::Builder> {
     })
 }
 
-fn room_name(room: &str) -> Result<RoomName, ApiError> {
+pub(crate) fn room_name(room: &str) -> Result<RoomName, ApiError> {
     RoomName::parse(room).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
@@ -217,7 +229,7 @@ async fn join(
     let offer = read_limited(body, limit).await?;
     // Sending needs `publish`, receiving `subscribe`.
     let summary = inspect_offer(&offer).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let directions = [summary.audio, summary.video];
+    let directions = [summary.audio, summary.video_direction()];
     let mut needed = Vec::new();
     if directions.iter().flatten().any(|d| d.publishes()) {
         needed.push(Permission::Publish);
@@ -229,11 +241,12 @@ async fn join(
     }
     access.require(Some(room.as_str()), &needed)?;
     let name = display_name(&request.query)?;
+    let quality = participants::quality_param(&request.query, &api.rooms.context().config.media.tiers())?;
     let owner = match access {
         Access::Open => None,
         Access::Token(claims) => Some(claims.sub),
     };
-    let answer = api.rooms.join(&room, JoinRequest { offer, name, owner }).await?;
+    let answer = api.rooms.join(&room, JoinRequest { offer, name, owner, quality }).await?;
     let location = format!("/rooms/{room}/participants/{}", answer.id);
     warp::http::Response::builder()
         .status(StatusCode::CREATED)

@@ -30,7 +30,20 @@ use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSampl
 pub use answer::{apply_answer, split_candidates};
 pub use receive::{Received, RgbFrame};
 
-use crate::rtc::engine::{OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE, opus_capability, vp8_capability};
+use crate::media::codec::VideoCodec;
+use crate::rtc::codecs::{VP8_PAYLOAD_TYPE, h264_fmtp, opus_capability, video_capability};
+
+/// Payload type of the H.264 line this project's clients offer (as registered by the
+/// server's codec table, Constrained Baseline 42e01f).
+const CLIENT_H264_PAYLOAD_TYPE: u8 = 102;
+
+/// The video line a synthetic participant offers for `codec`.
+fn client_video_capability(codec: VideoCodec) -> webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability {
+    match codec {
+        VideoCodec::Vp8 => video_capability(codec, ""),
+        VideoCodec::H264 => video_capability(codec, &h264_fmtp("42e01f")),
+    }
+}
 
 /// What a synthetic participant sends and wants.
 #[derive(Debug, Clone)]
@@ -57,6 +70,15 @@ pub struct ClientOptions {
     pub start_muted: bool,
     /// Negotiate no video at all (no video m-line), like an audio-only phone client.
     pub audio_only: bool,
+    /// The one video codec offered (sent and received), like a browser after
+    /// `setCodecPreferences`.
+    pub video_codec: VideoCodec,
+    /// `?quality=` of the join (`None`: the server's default, `auto`).
+    pub quality: Option<String>,
+    /// The camera's `videotestsrc` pattern (and any further `videotestsrc`
+    /// properties): `solid-color` (in `video_color`) by default; moving content such
+    /// as `smpte horizontal-speed=4` keeps an encoder near its bitrate.
+    pub video_pattern: String,
 }
 
 impl Default for ClientOptions {
@@ -73,6 +95,9 @@ impl Default for ClientOptions {
             relay_only: false,
             start_muted: false,
             audio_only: false,
+            video_codec: VideoCodec::Vp8,
+            quality: None,
+            video_pattern: "solid-color".into(),
         }
     }
 }
@@ -141,9 +166,13 @@ impl Client {
             if options.audio_only && kind == RTPCodecType::Video {
                 continue;
             }
-            if sends {
-                let capability = if kind == RTPCodecType::Audio { opus_capability() } else { vp8_capability() };
-                let track = Arc::new(TrackLocalStaticSample::new(capability, format!("{kind}"), "synthetic".into()));
+            let capability = match kind {
+                RTPCodecType::Audio => opus_capability(),
+                _ => client_video_capability(options.video_codec),
+            };
+            let transceiver = if sends {
+                let track =
+                    Arc::new(TrackLocalStaticSample::new(capability.clone(), format!("{kind}"), "synthetic".into()));
                 let t = pc
                     .add_transceiver_from_track(
                         Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>,
@@ -152,15 +181,21 @@ impl Client {
                     .await?;
                 let slot = if kind == RTPCodecType::Audio { &mut audio_out } else { &mut video_out };
                 *slot = Some((track, t.sender().await));
+                t
             } else if options.receive {
-                pc.add_transceiver_from_kind(
-                    kind,
-                    Some(RTCRtpTransceiverInit {
-                        direction: RTCRtpTransceiverDirection::Recvonly,
-                        send_encodings: vec![],
-                    }),
-                )
-                .await?;
+                let init =
+                    RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, send_encodings: vec![] };
+                pc.add_transceiver_from_kind(kind, Some(init)).await?
+            } else {
+                continue;
+            };
+            if kind == RTPCodecType::Video {
+                let payload_type = match options.video_codec {
+                    VideoCodec::Vp8 => VP8_PAYLOAD_TYPE,
+                    VideoCodec::H264 => CLIENT_H264_PAYLOAD_TYPE,
+                };
+                let preferred = RTCRtpCodecParameters { capability, payload_type, ..Default::default() };
+                transceiver.set_codec_preferences(vec![preferred]).await?;
             }
         }
         if options.receive {
@@ -178,9 +213,16 @@ impl Client {
         }
         let offer_sdp = pc.local_description().await.map(|d| d.sdp).unwrap_or_default();
 
-        let mut url = format!("{base_url}/rooms/{room}/join");
+        let mut query = Vec::new();
         if let Some(name) = &options.name {
-            url.push_str(&format!("?name={name}"));
+            query.push(format!("name={name}"));
+        }
+        if let Some(quality) = &options.quality {
+            query.push(format!("quality={quality}"));
+        }
+        let mut url = format!("{base_url}/rooms/{room}/join");
+        if !query.is_empty() {
+            url.push_str(&format!("?{}", query.join("&")));
         }
         let mut request = reqwest::Client::new().post(url).header("content-type", "application/sdp").body(offer_sdp);
         if let Some(token) = &options.token {
@@ -197,7 +239,14 @@ impl Client {
         apply_answer(&pc, &body).await?;
 
         if let (Some(color), Some((track, sender))) = (options.video_color, video_out) {
-            senders.push(send::start_video(track, sender, color, options.video_size)?);
+            senders.push(send::start_video(
+                track,
+                sender,
+                color,
+                options.video_size,
+                options.video_codec,
+                &options.video_pattern,
+            )?);
         }
         if let (Some(hz), Some((track, _))) = (options.tone_hz, audio_out) {
             senders.push(send::start_tone(track, hz, options.start_muted)?);
@@ -265,14 +314,7 @@ impl Client {
 /// loopback candidates only when `loopback_only`. Shared with the load generator.
 pub fn new_api(loopback_only: bool) -> Result<webrtc::api::API, ClientError> {
     let mut media = MediaEngine::default();
-    media.register_codec(
-        RTCRtpCodecParameters { capability: opus_capability(), payload_type: OPUS_PAYLOAD_TYPE, ..Default::default() },
-        RTPCodecType::Audio,
-    )?;
-    media.register_codec(
-        RTCRtpCodecParameters { capability: vp8_capability(), payload_type: VP8_PAYLOAD_TYPE, ..Default::default() },
-        RTPCodecType::Video,
-    )?;
+    crate::rtc::codecs::register(&mut media)?;
     let registry = register_default_interceptors(Registry::new(), &mut media)?;
     let mut settings = SettingEngine::default();
     settings.set_network_types(vec![NetworkType::Udp4]);

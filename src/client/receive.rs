@@ -67,14 +67,18 @@ pub struct Received {
     pub video_packets: AtomicU64,
     /// Composite frames received (RTP marker bits), whether or not decoded yet.
     pub frames_received: AtomicU64,
+    /// RTP timestamps of the last composite frames received (media time, 90 kHz).
+    pub frame_timestamps: Mutex<VecDeque<u32>>,
     /// Audio RTP packets received.
     pub audio_packets: AtomicU64,
-    /// VP8 keyframes received (counted from the RTP payload, before decoding).
+    /// Keyframes received (counted from the RTP payload, before decoding).
     pub keyframes: AtomicU64,
     /// The last seconds of decoded audio (48 kHz mono).
     pub audio: Mutex<VecDeque<i16>>,
     /// SSRC of the composite track, once it arrived.
     video_ssrc: Mutex<Option<u32>>,
+    /// The codec the composite arrives in (`VP8`, `H264`), once it arrived.
+    pub video_codec: Mutex<Option<String>>,
     pipelines: Mutex<Vec<gst::Pipeline>>,
 }
 
@@ -89,6 +93,16 @@ impl Received {
         let skip = audio.len().saturating_sub(samples);
         audio.into_iter().skip(skip).collect()
     }
+    /// The frame rate of the composite in media time over its last `frames` frames
+    /// (from their RTP timestamps): what the server produced, however late it
+    /// arrived.
+    pub fn media_fps(&self, frames: usize) -> Option<f64> {
+        let stamps = self.frame_timestamps.lock().ok()?;
+        let recent: Vec<u32> = stamps.iter().rev().take(frames).copied().collect();
+        let span = recent.first()?.wrapping_sub(*recent.last()?);
+        (recent.len() > 1 && span > 0).then(|| (recent.len() - 1) as f64 * 90_000.0 / f64::from(span))
+    }
+
     /// SSRC of the composite track, once it arrived.
     pub fn video_ssrc(&self) -> Option<u32> {
         *self.video_ssrc.lock().ok()?
@@ -136,7 +150,20 @@ fn start_video_decoder(
     received: Arc<Received>,
     pc: std::sync::Weak<RTCPeerConnection>,
 ) -> Result<(), String> {
-    let values = HashMap::from([("jitter_ms", "50".to_owned())]);
+    let h264 = track.codec().capability.mime_type.eq_ignore_ascii_case("video/h264");
+    let (encoding, decode) = if h264 {
+        ("H264", "rtph264depay request-keyframe=true wait-for-keyframe=true ! h264parse ! avdec_h264")
+    } else {
+        ("VP8", "rtpvp8depay request-keyframe=true wait-for-keyframe=true ! vp8dec")
+    };
+    if let Ok(mut c) = received.video_codec.lock() {
+        *c = Some(encoding.to_owned());
+    }
+    let values = HashMap::from([
+        ("jitter_ms", "50".to_owned()),
+        ("encoding", encoding.to_owned()),
+        ("decode", decode.to_owned()),
+    ]);
     let description = render(template::CLIENT_RECEIVE_VIDEO, &values).map_err(|e| e.to_string())?;
     let pipeline = gst::parse::launch(&description)
         .map_err(|e| e.to_string())?
@@ -193,8 +220,14 @@ fn start_video_decoder(
             received.video_packets.fetch_add(1, Ordering::Relaxed);
             if packet.header.marker {
                 received.frames_received.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut stamps) = received.frame_timestamps.lock() {
+                    if stamps.len() >= 600 {
+                        stamps.pop_front();
+                    }
+                    stamps.push_back(packet.header.timestamp);
+                }
             }
-            if starts_vp8_keyframe(&packet.payload) {
+            if if h264 { starts_h264_keyframe(&packet.payload) } else { starts_vp8_keyframe(&packet.payload) } {
                 received.keyframes.fetch_add(1, Ordering::Relaxed);
             }
             let len = packet.marshal_size();
@@ -209,6 +242,20 @@ fn start_video_decoder(
         }
     });
     Ok(())
+}
+
+/// Whether an H.264 RTP payload (RFC 6184) starts a keyframe: an IDR slice, or the
+/// SPS that comes before one (alone, in a STAP-A, or the start of an FU-A).
+pub fn starts_h264_keyframe(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else { return false };
+    match first & 0x1f {
+        5 | 7 => true,
+        // STAP-A: the first aggregated NAL unit's type.
+        24 => payload.get(3).is_some_and(|&n| matches!(n & 0x1f, 5 | 7)),
+        // FU-A: the start of a fragmented NAL unit.
+        28 => payload.get(1).is_some_and(|&h| h & 0x80 != 0 && matches!(h & 0x1f, 5 | 7)),
+        _ => false,
+    }
 }
 
 /// Whether an RTP payload (RFC 7741) is the first packet of a VP8 keyframe.

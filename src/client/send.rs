@@ -1,4 +1,5 @@
-//! What a synthetic participant sends: a VP8 test pattern and a sine tone, in real time.
+//! What a synthetic participant sends: a test pattern (VP8 or H.264) and a sine tone,
+//! in real time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 
 use super::ClientError;
+use crate::media::codec::VideoCodec;
 use crate::media::template::{self, render};
 
 /// Stops a sender when dropped.
@@ -54,22 +56,36 @@ impl Drop for SenderHandle {
     }
 }
 
-/// Starts a solid-colour camera; PLI/FIR from the server force a keyframe.
+/// Starts a camera showing `pattern` (a `videotestsrc` pattern; `solid-color` in
+/// `color`) encoded in `codec`; PLI/FIR from the server force a keyframe.
 pub(super) fn start_video(
     track: Arc<TrackLocalStaticSample>,
     sender: Arc<RTCRtpSender>,
     color: u32,
     (width, height, fps): (u32, u32, u32),
+    codec: VideoCodec,
+    pattern: &str,
 ) -> Result<SenderHandle, ClientError> {
-    let values = HashMap::from([
-        ("pattern", "solid-color".to_owned()),
+    let mut values = HashMap::from([
+        ("pattern", pattern.to_owned()),
         ("color", format!("0x{:08x}", 0xff00_0000 | color)),
         ("width", width.to_string()),
         ("height", height.to_string()),
         ("fps", fps.to_string()),
         ("bitrate_bps", "300000".to_owned()),
+        ("bitrate_kbps", "300".to_owned()),
         ("keyframe_max_dist", (fps * 4).to_string()),
+        ("threads", "1".to_owned()),
     ]);
+    let encoder = match codec {
+        VideoCodec::Vp8 => {
+            "vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={bitrate_bps} \
+                            keyframe-max-dist={keyframe_max_dist} lag-in-frames=0 error-resilient=default"
+        }
+        VideoCodec::H264 => template::VIDEO_ENCODE_H264,
+    };
+    let encoder = render(encoder, &values).map_err(|e| ClientError::Media(e.to_string()))?;
+    values.insert("encoder", encoder);
     let description = render(template::CLIENT_SEND_VIDEO, &values).map_err(|e| ClientError::Media(e.to_string()))?;
     let pipeline = gst::parse::launch(&description)
         .map_err(|e| ClientError::Media(e.to_string()))?

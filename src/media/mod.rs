@@ -5,11 +5,14 @@
 //! non-blocking calls.
 
 pub mod audio;
+pub mod codec;
+pub mod encode;
 pub mod jitter;
 pub mod keyframe;
 pub mod mix;
 pub mod recorder;
 pub mod template;
+pub mod tier;
 pub mod video;
 
 use std::sync::OnceLock;

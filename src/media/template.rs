@@ -5,10 +5,18 @@ use std::collections::HashMap;
 
 /// The decode branch for one VP8 publisher.
 pub const VIDEO_DECODE_VP8: &str = include_str!("../../pipelines/video-decode-vp8.pipeline");
-/// The room's compositor and shared encode.
+/// The decode branch for one H.264 publisher.
+pub const VIDEO_DECODE_H264: &str = include_str!("../../pipelines/video-decode-h264.pipeline");
+/// The default H.264 decoder of a publisher's video.
+pub const H264_DECODER: &str = "avdec_h264";
+/// The room's compositor, ending in the tee the encodes hang from.
 pub const VIDEO_COMPOSITE: &str = include_str!("../../pipelines/video-composite.pipeline");
-/// The default shared VP8 encoder.
+/// One encode of the composite for a (codec, tier): scaler, rate, `{encoder}`.
+pub const VIDEO_OUTPUT: &str = include_str!("../../pipelines/video-output.pipeline");
+/// The default VP8 encoder.
 pub const VIDEO_ENCODE_VP8: &str = include_str!("../../pipelines/video-encode-vp8.pipeline");
+/// The default H.264 encoder.
+pub const VIDEO_ENCODE_H264: &str = include_str!("../../pipelines/video-encode-h264.pipeline");
 /// A recording of the room's mix (composite + full audio mix) to WebM.
 pub const RECORD_WEBM: &str = include_str!("../../pipelines/record-webm.pipeline");
 /// A recording of an audio-only room to WebM.
@@ -78,6 +86,11 @@ mod tests {
             "height",
             "encoder",
             "bitrate_bps",
+            "bitrate_kbps",
+            "threads",
+            "decoder",
+            "decode",
+            "encoding",
             "keyframe_max_dist",
             "pattern",
             "color",
@@ -85,7 +98,16 @@ mod tests {
         .into_iter()
         .map(|k| (k, "1".to_owned()))
         .collect();
-        for t in [VIDEO_DECODE_VP8, VIDEO_COMPOSITE, VIDEO_ENCODE_VP8, CLIENT_SEND_VIDEO, CLIENT_RECEIVE_VIDEO] {
+        for t in [
+            VIDEO_DECODE_VP8,
+            VIDEO_DECODE_H264,
+            VIDEO_COMPOSITE,
+            VIDEO_OUTPUT,
+            VIDEO_ENCODE_VP8,
+            VIDEO_ENCODE_H264,
+            CLIENT_SEND_VIDEO,
+            CLIENT_RECEIVE_VIDEO,
+        ] {
             render(t, &values).unwrap();
         }
     }

@@ -1,44 +1,28 @@
-//! The room's video: one GStreamer pipeline compositing every publisher into the grid
-//! and encoding it once for everybody.
+//! The room's video: one GStreamer pipeline compositing every publisher into the
+//! layout, and one encode branch per (codec, tier) someone receives.
 //!
 //! ```text
-//! appsrc(RTP) ! rtpjitterbuffer ! rtpvp8depay ! vp8dec ─┐   (one branch per publisher)
-//! videotestsrc (clock, alpha 0) ────────────────────── compositor ! vp8enc ! appsink
+//! appsrc(RTP) ! jitterbuffer ! depay ! decode (VP8 | H.264) ─┐  (one branch per publisher)
+//! videotestsrc (clock, alpha 0) ──────────────────────────── compositor ! tee ─┬─ scale ! rate ! encode (codec, tier) ! appsink
+//!                                                                             └─ ... (one per (codec, tier) in use)
 //! ```
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 use super::MediaError;
+use super::codec::VideoCodec;
+use super::encode::{EncodeBranch, EncodeSpec, FrameSink};
 use super::template::{self, render};
 use crate::config::MediaConfig;
-use crate::layout;
+use crate::layout::Rect;
 use crate::metrics::{self, GaugeGuard};
 
-/// One encoded frame of the shared composite.
-#[derive(Debug, Clone)]
-pub struct EncodedFrame {
-    /// The VP8 frame; shares the GStreamer buffer's memory (no copy).
-    pub data: Bytes,
-    /// Time until the next frame: advances the RTP timestamp.
-    pub duration: Duration,
-    /// Whether receivers can start decoding here.
-    pub keyframe: bool,
-    /// When the frame's content was captured (its pipeline running time made
-    /// absolute), on GStreamer's monotonic system clock: lines video up with audio in
-    /// recordings.
-    pub captured_ns: u64,
-}
-
-/// Where encoded frames go; called on a GStreamer streaming thread, must not block.
-pub type FrameSink = Arc<dyn Fn(EncodedFrame) + Send + Sync>;
 /// Called on a GStreamer streaming thread when a publisher's decoder needs a keyframe.
 pub type KeyframeNeeded = Arc<dyn Fn() + Send + Sync>;
 
@@ -76,17 +60,25 @@ struct Branch {
 pub struct VideoMixer {
     pipeline: gst::Pipeline,
     compositor: gst::Element,
+    tee: gst::Element,
     branches: HashMap<String, Branch>,
+    outputs: HashMap<String, EncodeBranch>,
     config: MediaConfig,
     bus_thread: Option<std::thread::JoinHandle<()>>,
     _live: GaugeGuard,
 }
 
 impl VideoMixer {
-    /// Builds and starts the pipeline; `frames` receives every encoded frame.
-    pub fn start(config: &MediaConfig, name: &str, frames: FrameSink) -> Result<Self, MediaError> {
+    /// Builds and starts the compositor (no encode yet).
+    pub fn start(config: &MediaConfig, name: &str) -> Result<Self, MediaError> {
         super::init()?;
-        let values = Self::template_values(config)?;
+        let (width, height, fps) = config.canvas();
+        let values = HashMap::from([
+            ("fps", fps.to_string()),
+            ("width", width.to_string()),
+            ("height", height.to_string()),
+            ("latency_ns", (u64::from(config.compositor_latency_ms) * 1_000_000).to_string()),
+        ]);
         let description = render(template::VIDEO_COMPOSITE, &values)?;
         let pipeline = gst::parse::launch(&description)
             .map_err(|e| MediaError::Parse(e.to_string()))?
@@ -94,80 +86,58 @@ impl VideoMixer {
             .map_err(|_| MediaError::Pipeline("composite description is not a pipeline".into()))?;
         pipeline.set_property("name", format!("room-{name}"));
         let compositor = by_name(&pipeline, "composite")?;
+        let tee = by_name(&pipeline, "out")?;
         // The clock source is only there to keep the output rate: never drawn.
         if let Some(clock_pad) = compositor.static_pad("sink_0") {
             clock_pad.set_property("alpha", 0.0f64);
         }
-        let appsink = by_name(&pipeline, "encoded")?
-            .downcast::<gst_app::AppSink>()
-            .map_err(|_| MediaError::Pipeline("'encoded' is not an appsink".into()))?;
-        let frame_period = Duration::from_nanos(1_000_000_000 / u64::from(config.fps));
-        appsink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample({
-                    let mut last_pts: Option<gst::ClockTime> = None;
-                    move |sink| {
-                        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                        let Some(buffer) = sample.buffer_owned() else { return Ok(gst::FlowSuccess::Ok) };
-                        // RTP time follows presentation time, so frames the encoder
-                        // dropped leave a gap instead of compressing time.
-                        let duration = match (buffer.pts(), last_pts) {
-                            (Some(pts), Some(last)) if pts > last => Duration::from_nanos((pts - last).nseconds()),
-                            _ => frame_period,
-                        };
-                        last_pts = buffer.pts();
-                        let captured_ns = match (sink.base_time(), buffer.pts()) {
-                            (Some(base), Some(pts)) => (base + pts).nseconds(),
-                            _ => 0,
-                        };
-                        let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                        let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
-                            return Ok(gst::FlowSuccess::Ok);
-                        };
-                        frames(EncodedFrame { data: Bytes::from_owner(mapped), duration, keyframe, captured_ns });
-                        Ok(gst::FlowSuccess::Ok)
-                    }
-                })
-                .build(),
-        );
         let bus_thread = spawn_bus_logger(&pipeline, name)?;
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| MediaError::Pipeline(format!("cannot start composite pipeline: {e}")))?;
+        // Encodes are added right after: the pipeline must have finished going to
+        // PLAYING, or a branch synced to its state mid-change can stay behind (seen:
+        // an encode that never produced a frame on a busy machine).
+        let (result, state, _) = pipeline.state(gst::ClockTime::from_seconds(5));
+        if result.is_err() || state != gst::State::Playing {
+            let _ = pipeline.set_state(gst::State::Null);
+            return Err(MediaError::Pipeline(format!("composite pipeline did not start: {result:?}, {state:?}")));
+        }
         Ok(Self {
             pipeline,
             compositor,
+            tee,
             branches: HashMap::new(),
+            outputs: HashMap::new(),
             config: config.clone(),
             bus_thread: Some(bus_thread),
             _live: GaugeGuard::new(&metrics::PIPELINES),
         })
     }
 
-    fn template_values(config: &MediaConfig) -> Result<HashMap<&'static str, String>, MediaError> {
-        let mut values = HashMap::from([
-            ("fps", config.fps.to_string()),
-            ("width", config.width.to_string()),
-            ("height", config.height.to_string()),
-            ("bitrate_bps", config.video_bitrate_bps.to_string()),
-            ("keyframe_max_dist", (config.fps * 10).to_string()),
-            ("latency_ns", (u64::from(config.compositor_latency_ms) * 1_000_000).to_string()),
-            ("jitter_ms", config.video_jitter_ms.to_string()),
-        ]);
-        let encoder_template = config.video_encoder.as_deref().unwrap_or(template::VIDEO_ENCODE_VP8);
-        let encoder = render(encoder_template, &values)?;
-        values.insert("encoder", encoder);
-        Ok(values)
-    }
-
-    /// Adds a publisher's decode branch under `key`, linked to a new compositor pad.
-    /// `keyframe_needed` fires when its decoder asks for a keyframe.
-    pub fn add_input(&mut self, key: &str, keyframe_needed: KeyframeNeeded) -> Result<VideoInput, MediaError> {
+    /// Adds a publisher's decode branch for `codec` under `key`, linked to a new
+    /// compositor pad. `keyframe_needed` fires when its decoder asks for a keyframe.
+    pub fn add_input(
+        &mut self,
+        key: &str,
+        codec: VideoCodec,
+        keyframe_needed: KeyframeNeeded,
+    ) -> Result<VideoInput, MediaError> {
         if self.branches.contains_key(key) {
             return Err(MediaError::Pipeline(format!("input {key} already exists")));
         }
-        let values = Self::template_values(&self.config)?;
-        let description = render(template::VIDEO_DECODE_VP8, &values)?;
+        let mut values = HashMap::from([("jitter_ms", self.config.video_jitter_ms.to_string())]);
+        let template = match codec {
+            VideoCodec::Vp8 => template::VIDEO_DECODE_VP8,
+            VideoCodec::H264 => {
+                values.insert(
+                    "decoder",
+                    self.config.h264_decoder.clone().unwrap_or_else(|| template::H264_DECODER.into()),
+                );
+                template::VIDEO_DECODE_H264
+            }
+        };
+        let description = render(template, &values)?;
         let bin = gst::parse::bin_from_description(&description, true).map_err(|e| MediaError::Parse(e.to_string()))?;
         bin.set_property("name", format!("in-{key}"));
         let appsrc = bin
@@ -193,6 +163,7 @@ impl VideoMixer {
         // Hidden until the layout places it.
         pad.set_property("width", 0i32);
         pad.set_property("height", 0i32);
+        pad.set_property("alpha", 0.0f64);
         let src = bin.static_pad("src").ok_or_else(|| MediaError::Pipeline("decode branch has no src pad".into()))?;
         if let Err(e) = src.link(&pad) {
             self.compositor.release_request_pad(&pad);
@@ -211,33 +182,22 @@ impl VideoMixer {
 
     /// Unlinks and frees a publisher's branch. Blocks briefly (state change): call
     /// from a blocking context.
-    ///
-    /// The branch's state is locked before it goes to NULL: while it is still in the
-    /// pipeline, a state change of the pipeline (the bin re-applying its state after
-    /// another branch's change) would otherwise take it back to PLAYING, and the
-    /// branch would then be freed while its threads run (a crash seen with joins and
-    /// leaves in quick succession).
     pub fn remove_input(&mut self, key: &str) -> Result<(), MediaError> {
         let Some(branch) = self.branches.remove(key) else { return Ok(()) };
-        branch.bin.set_locked_state(true);
         // Releasing the pad first wakes a decoder blocked on it (flushing).
-        self.compositor.release_request_pad(&branch.pad);
-        let result = branch.bin.set_state(gst::State::Null);
-        let (_, state, _) = branch.bin.state(gst::ClockTime::ZERO);
-        let _ = self.pipeline.remove(&branch.bin);
-        match result {
-            Ok(_) if state == gst::State::Null => Ok(()),
-            _ => Err(MediaError::Pipeline(format!("decode branch {key} did not stop: {result:?}, now {state:?}"))),
-        }
+        stop_and_remove(&self.pipeline, &branch.bin, || self.compositor.release_request_pad(&branch.pad))
+            .map_err(|e| MediaError::Pipeline(format!("decode branch {key}: {e}")))
     }
 
-    /// Places the inputs in grid order (`keys` in join order); inputs not listed are
-    /// hidden.
-    pub fn set_layout(&self, keys: &[&str]) {
-        let cells = layout::grid_cells(self.config.width, self.config.height, keys.len());
+    /// Places the inputs: `cells[i]` is where input `keys[i]` goes; inputs not
+    /// listed are hidden. Cells are on the canvas (`MediaConfig::canvas`).
+    pub fn set_layout(&self, placed: &[(&str, Rect)]) {
         for (key, branch) in &self.branches {
-            let cell = keys.iter().position(|k| k == key).map(|i| cells[i]);
+            let cell = placed.iter().find(|(k, _)| k == key).map(|(_, c)| *c);
             let (x, y, w, h) = cell.map_or((0, 0, 0, 0), |c| (c.x, c.y, c.width, c.height));
+            // Alpha, not a zero size, hides an input: the compositor draws a pad of
+            // size 0 at the picture's own size (`zero-size-is-unscaled`).
+            branch.pad.set_property("alpha", if cell.is_some() { 1.0f64 } else { 0.0 });
             branch.pad.set_property("xpos", x as i32);
             branch.pad.set_property("ypos", y as i32);
             branch.pad.set_property("width", w as i32);
@@ -245,17 +205,70 @@ impl VideoMixer {
         }
     }
 
-    /// Asks the shared encoder for a keyframe now.
-    pub fn force_keyframe(&self) {
-        let event = gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build();
-        if let Some(sink) = self.pipeline.by_name("encoded") {
-            sink.send_event(event);
+    /// Starts an encode of the composite under `key`, frames to `frames`. Blocks
+    /// briefly (state change): call from a blocking context.
+    pub fn add_output(&mut self, key: &str, spec: &EncodeSpec, frames: FrameSink) -> Result<(), MediaError> {
+        if self.outputs.contains_key(key) {
+            return Ok(());
         }
+        let (bin, appsink) = EncodeBranch::build(&self.config, spec, frames)?;
+        self.pipeline.add(&bin).map_err(|e| MediaError::Pipeline(e.to_string()))?;
+        let tee_pad =
+            self.tee.request_pad_simple("src_%u").ok_or_else(|| MediaError::Pipeline("tee gave no pad".into()))?;
+        let sink =
+            bin.static_pad("sink").ok_or_else(|| MediaError::Pipeline("encode branch has no sink pad".into()))?;
+        let started = tee_pad
+            .link(&sink)
+            .map_err(|e| format!("cannot link encode branch: {e:?}"))
+            .and_then(|_| bin.sync_state_with_parent().map_err(|e| format!("cannot start encode branch: {e}")));
+        if let Err(e) = started {
+            let _ = stop_and_remove(&self.pipeline, &bin, || self.tee.release_request_pad(&tee_pad));
+            return Err(MediaError::Pipeline(e));
+        }
+        self.outputs.insert(key.to_owned(), EncodeBranch::new(bin, tee_pad, appsink));
+        Ok(())
+    }
+
+    /// Stops and frees an encode. Blocks briefly: call from a blocking context.
+    pub fn remove_output(&mut self, key: &str) -> Result<(), MediaError> {
+        let Some(output) = self.outputs.remove(key) else { return Ok(()) };
+        stop_and_remove(&self.pipeline, &output.bin, || self.tee.release_request_pad(&output.tee_pad))
+            .map_err(|e| MediaError::Pipeline(format!("encode {key}: {e}")))
+    }
+
+    /// Asks an encode for a keyframe now.
+    pub fn force_keyframe(&self, key: &str) {
+        if let Some(output) = self.outputs.get(key) {
+            output.force_keyframe();
+        }
+    }
+}
+
+/// Takes a branch out of a running pipeline: its state is locked first (while it is
+/// still in the pipeline, a state change of the pipeline re-applying its state after
+/// another branch's change would otherwise take it back to PLAYING, and it would be
+/// freed with its threads running: a crash seen with joins and leaves in quick
+/// succession), `unlink` frees its pad on the shared element, then it stops.
+fn stop_and_remove(pipeline: &gst::Pipeline, bin: &gst::Bin, unlink: impl FnOnce()) -> Result<(), String> {
+    bin.set_locked_state(true);
+    unlink();
+    let result = bin.set_state(gst::State::Null);
+    let (_, state, _) = bin.state(gst::ClockTime::ZERO);
+    let _ = pipeline.remove(bin);
+    match result {
+        Ok(_) if state == gst::State::Null => Ok(()),
+        _ => Err(format!("did not stop: {result:?}, now {state:?}")),
     }
 }
 
 impl Drop for VideoMixer {
     fn drop(&mut self) {
+        let outputs: Vec<String> = self.outputs.keys().cloned().collect();
+        for key in outputs {
+            if let Err(e) = self.remove_output(&key) {
+                tracing::error!(error = %e, "removing an encode");
+            }
+        }
         let keys: Vec<String> = self.branches.keys().cloned().collect();
         for key in keys {
             if let Err(e) = self.remove_input(&key) {
@@ -319,6 +332,7 @@ fn spawn_bus_logger(pipeline: &gst::Pipeline, room: &str) -> Result<std::thread:
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
 
     /// Branches come and go while packets flow into them (publishers joining and
     /// leaving at once): every removed branch reaches NULL before it is freed. Without
@@ -345,13 +359,13 @@ mod tests {
         });
         let config = MediaConfig { width: 320, height: 180, ..Default::default() };
         for round in 0..12 {
-            let mut mixer = VideoMixer::start(&config, &format!("churn{round}"), Arc::new(|_| {})).unwrap();
+            let mut mixer = VideoMixer::start(&config, &format!("churn{round}")).unwrap();
             let stop = Arc::new(AtomicBool::new(false));
             let mut pushers = Vec::new();
             let mut keys: Vec<String> = Vec::new();
             for i in 0..30 {
                 let key = format!("p{i}");
-                let input = mixer.add_input(&key, Arc::new(|| {})).unwrap();
+                let input = mixer.add_input(&key, VideoCodec::Vp8, Arc::new(|| {})).unwrap();
                 keys.push(key);
                 let stop = Arc::clone(&stop);
                 pushers.push(std::thread::spawn(move || {
@@ -369,8 +383,16 @@ mod tests {
                         std::thread::sleep(Duration::from_millis(2));
                     }
                 }));
-                let order: Vec<&str> = keys.iter().map(String::as_str).collect();
-                mixer.set_layout(&order);
+                let cells = crate::layout::grid_cells(320, 180, keys.len());
+                let placed: Vec<(&str, Rect)> = keys.iter().map(String::as_str).zip(cells).collect();
+                mixer.set_layout(&placed);
+                // Encodes come and go too (receivers switching tiers).
+                let spec = EncodeSpec { codec: VideoCodec::Vp8, width: 160, height: 90, fps: 15, bitrate_bps: 100_000 };
+                if i % 3 == 0 {
+                    mixer.add_output("tier", &spec, Arc::new(|_| {})).unwrap();
+                } else if i % 3 == 2 {
+                    mixer.remove_output("tier").unwrap();
+                }
                 std::thread::sleep(Duration::from_millis(5));
                 if i % 2 == 1 {
                     let gone = keys.remove(0);
@@ -389,5 +411,60 @@ mod tests {
         finished.store(true, Ordering::SeqCst);
         let criticals = CRITICALS.lock().unwrap().clone();
         assert!(criticals.is_empty(), "GStreamer criticals: {criticals:#?}");
+    }
+}
+
+#[cfg(test)]
+mod output_tests {
+    use super::*;
+    use crate::media::encode::EncodedFrame;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    /// Frames of one encode of a 320x180 composite, collected for `wait`.
+    fn encode(codec: VideoCodec, width: u32, height: u32, fps: u32, wait: Duration) -> Vec<EncodedFrame> {
+        crate::media::init().unwrap();
+        let config = MediaConfig { width: 320, height: 180, ..Default::default() };
+        let mut mixer = VideoMixer::start(&config, "encode-test").unwrap();
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&frames);
+        let spec = EncodeSpec { codec, width, height, fps, bitrate_bps: 150_000 };
+        mixer.add_output("out", &spec, Arc::new(move |f| sink.lock().unwrap().push(f))).unwrap();
+        let start = Instant::now();
+        while start.elapsed() < wait {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        mixer.remove_output("out").unwrap();
+        drop(mixer);
+        frames.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn h264_encodes_are_constrained_baseline_access_units_starting_on_a_keyframe() {
+        let frames = encode(VideoCodec::H264, 160, 90, 15, Duration::from_millis(1500));
+        assert!(frames.len() >= 10, "{} frames in 1.5 s at 15 fps", frames.len());
+        let first = &frames[0];
+        assert!(first.keyframe);
+        // Annex B, SPS (7) then PPS (8) before an IDR slice (5).
+        let nal_types: Vec<u8> = first
+            .data
+            .windows(4)
+            .enumerate()
+            .filter(|(_, w)| w[..3] == [0, 0, 1])
+            .map(|(i, _)| first.data[i + 3] & 0x1f)
+            .collect();
+        let at = |t: u8| nal_types.iter().position(|&n| n == t);
+        assert!(at(7) < at(8) && at(8) < at(5) && at(7).is_some(), "{nal_types:?}");
+        let sps = first.data.windows(4).position(|w| w[..3] == [0, 0, 1] && w[3] & 0x1f == 7).unwrap() + 4;
+        assert_eq!(first.data[sps], 66, "profile_idc Baseline");
+        assert!(first.data[sps + 1] & 0x40 != 0, "constraint_set1: Constrained Baseline");
+    }
+
+    #[test]
+    fn a_lower_tier_runs_at_its_own_frame_rate() {
+        let frames = encode(VideoCodec::Vp8, 160, 90, 15, Duration::from_millis(2000));
+        // 15 fps from a 30 fps composite: about 30 frames in 2 s, not 60.
+        assert!((20..=40).contains(&frames.len()), "{} frames", frames.len());
+        assert!(frames[0].keyframe);
     }
 }

@@ -59,7 +59,7 @@ async fn reserve_negotiate_admit(
     summary: OfferSummary,
     requester: &oneshot::Sender<Result<JoinAnswer, JoinError>>,
 ) -> Result<JoinAnswer, JoinError> {
-    let reservation = ask(pending, |reply| RoomCommand::Reserve { summary, reply }).await??;
+    let reservation = ask(pending, |reply| RoomCommand::Reserve { summary: summary.clone(), reply }).await??;
     pending.reserved = Some(reservation.id.clone());
     let id = reservation.id.clone();
     let events = reservation.events.clone();
@@ -68,7 +68,7 @@ async fn reserve_negotiate_admit(
         let _ = events.send(RoomEvent::Peer(peer_id.clone(), event));
     });
     let gather_timeout = Duration::from_millis(ctx.config.server.join_timeout_ms);
-    let peer = peer::answer_offer(&ctx.engine, request.offer, summary, reservation.tracks, gather_timeout, on_event)
+    let peer = peer::answer_offer(&ctx.engine, request.offer, &summary, reservation.tracks, gather_timeout, on_event)
         .await
         .map_err(|e| match e {
             NegotiationError::WebRtc(e) => JoinError::Negotiation(e.to_string()),
@@ -83,7 +83,8 @@ async fn reserve_negotiate_admit(
         return Err(JoinError::Internal("the client went away during negotiation".into()));
     }
     let answer = peer.answer.clone();
-    let admission = Admission { id: id.clone(), peer, summary, name: request.name, owner: request.owner };
+    let admission =
+        Admission { id: id.clone(), peer, summary, name: request.name, owner: request.owner, quality: request.quality };
     let (reply, admitted) = oneshot::channel();
     if let Err(tokio::sync::mpsc::error::SendError(RoomCommand::Admit { admission, .. })) =
         pending.commands.send(RoomCommand::Admit { admission, reply }).await

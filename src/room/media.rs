@@ -1,70 +1,75 @@
-//! A room's media: the outgoing tracks (cheap, exist from the start so joins can be
-//! negotiated before any media runs) and the pipelines behind them (the composite and
-//! the audio mixer, built on the first admitted participant), plus the recording tap.
+//! A room's media: the composite and its encodes (one per (codec, tier) in use, each
+//! packetised once into a feed its receivers' forwarders read), the audio mixer and
+//! the recording tap. Built on the first admitted participant; what runs is decided
+//! by the room core.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 use webrtc::media::Sample;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 
-use super::{JoinError, RecordingStarted, RecordingStopped};
+use super::core::EncodeKey;
+use super::{JoinError, RecordingError, RecordingStarted, RecordingStopped};
 use crate::config::MediaConfig;
+use crate::media::MediaError;
 use crate::media::audio::{AudioCommand, AudioMixer, AudioMixerConfig, AudioOutput, FRAME_DURATION};
-use crate::media::recorder::Recorder;
-use crate::media::video::{EncodedFrame, FrameSink, VideoMixer};
-use crate::rtc::engine::{opus_capability, vp8_capability};
+use crate::media::encode::{EncodeSpec, EncodedFrame, FrameSink};
+use crate::media::recorder::{Recorder, VideoFormat};
+use crate::media::tier::Tier;
+use crate::media::video::VideoMixer;
+use crate::rtc::codecs::opus_capability;
+use crate::rtc::forward::{FrameFeed, FramePacketizer, new_feed};
 
-/// Id of the mixer listener feeding the shared full-mix track.
-pub(super) const SHARED_MIX: &str = "*shared-mix";
-/// Id of the mixer listener feeding a recording (the full mix, shared encode).
-pub(super) const RECORDING_MIX: &str = "*recording";
-
-/// The tracks every receiver's peer is negotiated with.
-pub(super) struct RoomTracks {
-    /// The composite, one encode and one packetisation for every video receiver.
-    pub video: Arc<TrackLocalStaticSample>,
-    /// The full mix for receivers who do not publish audio.
-    pub shared_audio: Arc<TrackLocalStaticSample>,
+/// Who listens to the audio mixer besides participants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MixListener {
+    /// The full mix shared by receivers who do not publish audio.
+    SharedMix,
+    /// The full mix going into a recording.
+    Recording,
 }
 
-impl RoomTracks {
-    pub fn new() -> Self {
-        Self {
-            video: Arc::new(TrackLocalStaticSample::new(vp8_capability(), "mix-video".into(), "mcu-mix".into())),
-            shared_audio: Arc::new(TrackLocalStaticSample::new(
-                opus_capability(),
-                "mix-audio".into(),
-                "mcu-mix".into(),
-            )),
-        }
+impl MixListener {
+    /// The mixer's key for it (participant ids are hex, these cannot clash).
+    pub fn key(self) -> Arc<str> {
+        Arc::from(match self {
+            Self::SharedMix => "*shared-mix",
+            Self::Recording => "*recording",
+        })
     }
+}
 
-    /// A track for one publisher's own mix-minus.
-    pub fn personal_audio() -> Arc<TrackLocalStaticSample> {
-        Arc::new(TrackLocalStaticSample::new(opus_capability(), "mix-audio".into(), "mcu-mix".into()))
-    }
+/// A running encode: its receivers' feed, and the recording it may also feed.
+struct Encode {
+    feed: FrameFeed,
+    tap: Arc<Mutex<Option<Arc<Recorder>>>>,
 }
 
 /// The running pipelines of a room.
 pub(super) struct RoomMedia {
     /// The composite, started the first time someone sends or wants video.
     pub video: Option<VideoMixer>,
-    video_writer: Option<tokio::task::JoinHandle<()>>,
+    encodes: HashMap<EncodeKey, Encode>,
     pub audio: AudioMixer,
-    /// Whether the shared full mix already has its mixer listener.
-    pub shared_audio_registered: bool,
+    /// Whether the shared full mix has its mixer listener.
+    shared_audio_registered: bool,
     /// The running recording, if any.
     pub recording: Option<ActiveRecording>,
-    /// The recorder the composite's frames also go to, set while recording video.
-    pub video_tap: Arc<std::sync::Mutex<Option<Arc<Recorder>>>>,
 }
 
 /// A recording in progress.
 pub(super) struct ActiveRecording {
     pub started: RecordingStarted,
     pub recorder: Arc<Recorder>,
+    /// The encode it records, when it has video.
+    pub encode: Option<EncodeKey>,
+}
+
+/// The name of an encode in the pipeline (and logs).
+pub(super) fn encode_label(key: EncodeKey, tiers: &[Tier]) -> String {
+    format!("{}-{}", key.codec, tiers.get(key.tier).map_or("?", |t| t.name.as_str()))
 }
 
 impl RoomMedia {
@@ -78,73 +83,158 @@ impl RoomMedia {
             },
         )
         .map_err(|e| JoinError::Media(e.to_string()))?;
-        Ok(Self {
-            video: None,
-            video_writer: None,
-            audio,
-            shared_audio_registered: false,
-            recording: None,
-            video_tap: Arc::new(std::sync::Mutex::new(None)),
-        })
+        Ok(Self { video: None, encodes: HashMap::new(), audio, shared_audio_registered: false, recording: None })
     }
 
     /// Starts the composite the first time a participant sends or wants video.
-    pub fn ensure_video(
+    pub fn ensure_video(&mut self, room: &str, config: &MediaConfig) -> Result<&mut VideoMixer, MediaError> {
+        if self.video.is_none() {
+            self.video = Some(tokio::task::block_in_place(|| VideoMixer::start(config, room))?);
+        }
+        self.video.as_mut().ok_or_else(|| MediaError::Pipeline("no composite".into()))
+    }
+
+    /// Starts an encode of the composite.
+    pub fn start_encode(
         &mut self,
         room: &str,
         config: &MediaConfig,
-        track: &Arc<TrackLocalStaticSample>,
-    ) -> Result<(), JoinError> {
-        if self.video.is_some() {
-            return Ok(());
-        }
-        let (tx, mut rx) = mpsc::channel::<EncodedFrame>(16);
-        let tap = Arc::clone(&self.video_tap);
+        key: EncodeKey,
+        tiers: &[Tier],
+    ) -> Result<(), MediaError> {
+        let tier = tiers.get(key.tier).ok_or_else(|| MediaError::Pipeline(format!("no tier {}", key.tier)))?;
+        let spec = EncodeSpec {
+            codec: key.codec,
+            width: tier.width,
+            height: tier.height,
+            fps: tier.fps,
+            bitrate_bps: tier.bitrate_bps,
+        };
+        let feed = new_feed();
+        let tap: Arc<Mutex<Option<Arc<Recorder>>>> = Arc::new(Mutex::new(None));
+        let packetizer = Mutex::new(FramePacketizer::new(key.codec, tier.fps));
+        let (to_feed, to_tap) = (feed.clone(), Arc::clone(&tap));
+        let first = std::sync::atomic::AtomicBool::new(true);
+        let label_dbg = encode_label(key, tiers);
         let sink: FrameSink = Arc::new(move |frame: EncodedFrame| {
-            if let Some(recorder) = tap.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                tracing::debug!(
+                    encode = label_dbg,
+                    keyframe = frame.keyframe,
+                    receivers = to_feed.receiver_count(),
+                    "first frame of an encode"
+                );
+            }
+            if let Some(recorder) = to_tap.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
                 recorder.push_video(frame.captured_ns, &frame.data, frame.duration, frame.keyframe);
             }
-            // Full means the network side is stalled: drop rather than block GStreamer.
-            let _ = tx.try_send(frame);
-        });
-        let mixer = tokio::task::block_in_place(|| VideoMixer::start(config, room, sink))
-            .map_err(|e| JoinError::Media(e.to_string()))?;
-        let track = Arc::clone(track);
-        self.video_writer = Some(tokio::spawn(async move {
-            while let Some(frame) = rx.recv().await {
-                let sample = Sample { data: frame.data, duration: frame.duration, ..Default::default() };
-                if let Err(e) = track.write_sample(&sample).await {
-                    tracing::trace!(error = %e, "composite write");
-                }
+            let packetized =
+                packetizer.lock().unwrap_or_else(|p| p.into_inner()).packetize(&frame.data, frame.pts, frame.keyframe);
+            if let Some(packetized) = packetized {
+                // No receiver subscribed yet is fine: the frame is simply not sent.
+                let _ = to_feed.send(Arc::new(packetized));
             }
-        }));
-        self.video = Some(mixer);
+        });
+        let label = encode_label(key, tiers);
+        let video = self.ensure_video(room, config)?;
+        tokio::task::block_in_place(|| video.add_output(&label, &spec, sink))?;
+        self.encodes.insert(key, Encode { feed, tap });
         Ok(())
+    }
+
+    /// Stops an encode.
+    pub fn stop_encode(&mut self, key: EncodeKey, tiers: &[Tier]) -> Result<(), MediaError> {
+        self.encodes.remove(&key);
+        match self.video.as_mut() {
+            Some(video) => tokio::task::block_in_place(|| video.remove_output(&encode_label(key, tiers))),
+            None => Ok(()),
+        }
+    }
+
+    /// The feed of a running encode.
+    pub fn feed(&self, key: EncodeKey) -> Option<&FrameFeed> {
+        self.encodes.get(&key).map(|e| &e.feed)
+    }
+
+    /// Forces a keyframe of a running encode.
+    pub fn force_keyframe(&self, key: EncodeKey, tiers: &[Tier]) {
+        if let Some(video) = &self.video {
+            video.force_keyframe(&encode_label(key, tiers));
+        }
     }
 
     /// Feeds the shared full mix to its track, once.
     pub fn ensure_shared_audio(&mut self, track: &Arc<TrackLocalStaticSample>) {
         if !self.shared_audio_registered {
             self.shared_audio_registered = true;
-            self.audio.send(AudioCommand::AddListener(Arc::from(SHARED_MIX), track_output(Arc::clone(track))));
+            let output = track_output(Arc::clone(track));
+            self.audio.send(AudioCommand::AddListener(MixListener::SharedMix.key(), output));
         }
+    }
+
+    /// Starts recording `encode` (when the room has video; it must run) and the full
+    /// mix.
+    pub fn start_recording(
+        &mut self,
+        room: &str,
+        tier: Option<&Tier>,
+        encode: Option<EncodeKey>,
+        config: &MediaConfig,
+        store: &crate::recordings::RecordingStore,
+    ) -> Result<RecordingStarted, RecordingError> {
+        if self.recording.is_some() {
+            return Err(RecordingError::AlreadyRecording);
+        }
+        let new = tokio::task::block_in_place(|| store.create(room))?;
+        let format =
+            tier.filter(|_| encode.is_some()).map(|t| VideoFormat { width: t.width, height: t.height, fps: t.fps });
+        let recorder = match tokio::task::block_in_place(|| Recorder::start(&new.path, format)) {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                let _ = std::fs::remove_file(&new.path);
+                return Err(RecordingError::Media(e.to_string()));
+            }
+        };
+        if let Some(tap) = encode.and_then(|k| self.encodes.get(&k)).map(|e| &e.tap) {
+            *tap.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&recorder));
+        }
+        // The mixer emits a tick's frame about one jitter-buffer depth after its audio
+        // arrived; stamping it that much earlier lines it up with the video.
+        let audio_delay_ns = u64::from(config.audio_jitter_ms) * 1_000_000;
+        let audio_recorder = Arc::clone(&recorder);
+        let output = move |frame: Bytes| {
+            audio_recorder.push_audio(Recorder::clock_now_ns().saturating_sub(audio_delay_ns), frame);
+        };
+        self.audio.send(AudioCommand::AddListener(MixListener::Recording.key(), Box::new(output)));
+        let started_at_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let started = RecordingStarted {
+            id: new.id,
+            file: new.file,
+            room: room.to_owned(),
+            video: format.is_some(),
+            started_at_ms,
+        };
+        tracing::info!(room, file = started.file, video = started.video, "recording started");
+        self.recording =
+            Some(ActiveRecording { started: started.clone(), recorder, encode: encode.filter(|_| format.is_some()) });
+        Ok(started)
     }
 
     /// Disconnects the running recording from the room's media, for finalizing.
     pub fn detach_recording(&mut self) -> Option<ActiveRecording> {
         let active = self.recording.take()?;
-        self.video_tap.lock().unwrap_or_else(|p| p.into_inner()).take();
-        self.audio.send(AudioCommand::RemoveListener(Arc::from(RECORDING_MIX)));
+        if let Some(encode) = active.encode.and_then(|k| self.encodes.get(&k)) {
+            encode.tap.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
+        self.audio.send(AudioCommand::RemoveListener(MixListener::Recording.key()));
         Some(active)
     }
 }
 
-impl Drop for RoomMedia {
-    fn drop(&mut self) {
-        if let Some(w) = self.video_writer.take() {
-            w.abort();
-        }
-    }
+/// An Opus track: one publisher's own mix-minus, or the shared full mix.
+pub(super) fn audio_track() -> Arc<TrackLocalStaticSample> {
+    Arc::new(TrackLocalStaticSample::new(opus_capability(), "mix-audio".into(), "mcu-mix".into()))
 }
 
 /// What `GET /rooms/{room}` shows of a running recording.
@@ -183,59 +273,4 @@ pub(super) fn track_output(track: Arc<TrackLocalStaticSample>) -> Box<dyn AudioO
         let sample = Sample { data: frame, duration: FRAME_DURATION, ..Default::default() };
         let _ = runtime.block_on(track.write_sample(&sample));
     })
-}
-
-impl RoomMedia {
-    /// Starts recording the composite (if the room has video) and the full mix.
-    pub fn start_recording(
-        &mut self,
-        room: &str,
-        config: &MediaConfig,
-        store: &crate::recordings::RecordingStore,
-    ) -> Result<RecordingStarted, super::RecordingError> {
-        use super::RecordingError;
-        use crate::media::recorder::VideoFormat;
-        if self.recording.is_some() {
-            return Err(RecordingError::AlreadyRecording);
-        }
-        let new = tokio::task::block_in_place(|| store.create(room))?;
-        // The recording has video when the room has a composite (someone negotiated
-        // video, even only to watch: cameras may come later); a room of audio-only
-        // clients records audio only.
-        let format =
-            self.video.as_ref().map(|_| VideoFormat { width: config.width, height: config.height, fps: config.fps });
-        let recorder = match tokio::task::block_in_place(|| Recorder::start(&new.path, format)) {
-            Ok(r) => Arc::new(r),
-            Err(e) => {
-                let _ = std::fs::remove_file(&new.path);
-                return Err(RecordingError::Media(e.to_string()));
-            }
-        };
-        if format.is_some() {
-            *self.video_tap.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&recorder));
-        }
-        // The mixer emits a tick's frame about one jitter-buffer depth after its audio
-        // arrived; stamping it that much earlier lines it up with the video.
-        let audio_delay_ns = u64::from(config.audio_jitter_ms) * 1_000_000;
-        let audio_recorder = Arc::clone(&recorder);
-        let output = move |frame: Bytes| {
-            audio_recorder.push_audio(Recorder::clock_now_ns().saturating_sub(audio_delay_ns), frame);
-        };
-        self.audio.send(AudioCommand::AddListener(Arc::from(RECORDING_MIX), Box::new(output)));
-        if let Some(video) = &self.video {
-            video.force_keyframe();
-        }
-        let started_at_ms =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let started = RecordingStarted {
-            id: new.id,
-            file: new.file,
-            room: room.to_owned(),
-            video: format.is_some(),
-            started_at_ms,
-        };
-        tracing::info!(room, file = started.file, video = started.video, "recording started");
-        self.recording = Some(ActiveRecording { started: started.clone(), recorder });
-        Ok(started)
-    }
 }

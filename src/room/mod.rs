@@ -1,12 +1,15 @@
 //! Rooms: each one a task owning its participants, its mixers and its layout; the
 //! registry finds or creates them. Everything else talks to a room by message.
 
+mod core;
 mod join;
 mod media;
 mod participant;
+mod readers;
 mod registry;
 mod task;
 
+pub use core::EncodeKey;
 pub use registry::{Rooms, ServerContext};
 
 use std::fmt;
@@ -80,6 +83,21 @@ pub struct ParticipantInfo {
     pub audio: bool,
     /// Publishes video.
     pub video: bool,
+    /// The codec of the video it publishes, if it does.
+    pub video_codec: Option<crate::media::codec::VideoCodec>,
+    /// What it receives of the composite, `None` when it receives no video.
+    pub receive: Option<ReceiveInfo>,
+}
+
+/// The video a participant receives.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReceiveInfo {
+    /// The codec.
+    pub codec: crate::media::codec::VideoCodec,
+    /// The tier's name.
+    pub quality: String,
+    /// Whether the tier follows the receiver's bandwidth.
+    pub auto: bool,
 }
 
 /// What `GET /rooms/{room}` shows.
@@ -116,6 +134,8 @@ pub struct JoinRequest {
     /// Identity of the token that joined (auth on), who alone may remove it again
     /// besides an admin.
     pub owner: Option<String>,
+    /// The quality asked for (`?quality=`).
+    pub quality: crate::media::tier::Quality,
 }
 
 /// A successful join.
@@ -200,6 +220,20 @@ pub enum RecordingError {
     /// The recording pipeline failed.
     #[error("recording failed: {0}")]
     Media(String),
+}
+
+/// Why a participant could not be changed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UpdateError {
+    /// No such participant in that room (or no such room).
+    #[error("unknown participant")]
+    UnknownParticipant,
+    /// The participant joined under another identity.
+    #[error("participant belongs to another identity")]
+    NotYours,
+    /// The participant receives no video: it has no quality.
+    #[error("the participant receives no video")]
+    NoVideo,
 }
 
 /// Why a leave failed.

@@ -192,6 +192,19 @@ impl Rooms {
             .unwrap_or(Err(LeaveError::UnknownParticipant))
     }
 
+    /// Changes what a participant receives; `by` as for [`Self::leave`].
+    pub async fn set_quality(
+        &self,
+        room: &RoomName,
+        id: ParticipantId,
+        by: Option<String>,
+        quality: crate::media::tier::Quality,
+    ) -> Result<super::ParticipantInfo, super::UpdateError> {
+        self.ask(room, |reply| RoomCommand::SetQuality { id, by, quality, reply })
+            .await
+            .unwrap_or(Err(super::UpdateError::UnknownParticipant))
+    }
+
     /// A room's state, `None` if it does not exist.
     pub async fn state(&self, room: &RoomName) -> Option<RoomState> {
         self.ask(room, |reply| RoomCommand::State { reply }).await.flatten()

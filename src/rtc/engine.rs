@@ -8,47 +8,17 @@ use std::time::Duration;
 
 use webrtc::api::API;
 use webrtc::api::APIBuilder;
-use webrtc::api::interceptor_registry::register_default_interceptors;
-use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
+use webrtc::api::interceptor_registry::{configure_rtcp_reports, configure_twcc_receiver_only};
+use webrtc::api::media_engine::MediaEngine;
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::ice::network_type::NetworkType;
 use webrtc::ice::udp_network::UDPNetwork;
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::interceptor::registry::Registry;
-use webrtc::rtp_transceiver::RTCPFeedback;
-use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType};
 
 use crate::config::RtcConfig;
 
-/// Payload type the server uses for Opus (remapped per peer to the offer's).
-pub const OPUS_PAYLOAD_TYPE: u8 = 111;
-/// Payload type the server uses for VP8.
-pub const VP8_PAYLOAD_TYPE: u8 = 96;
-
-/// The codec the mixed audio is sent in.
-pub fn opus_capability() -> RTCRtpCodecCapability {
-    RTCRtpCodecCapability {
-        mime_type: MIME_TYPE_OPUS.to_owned(),
-        clock_rate: 48_000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-        rtcp_feedback: vec![],
-    }
-}
-
-/// The codec the composite is sent in.
-pub fn vp8_capability() -> RTCRtpCodecCapability {
-    RTCRtpCodecCapability {
-        mime_type: MIME_TYPE_VP8.to_owned(),
-        clock_rate: 90_000,
-        channels: 0,
-        sdp_fmtp_line: String::new(),
-        rtcp_feedback: vec![
-            RTCPFeedback { typ: "ccm".to_owned(), parameter: "fir".to_owned() },
-            RTCPFeedback { typ: "goog-remb".to_owned(), parameter: String::new() },
-        ],
-    }
-}
+pub use super::codecs::{OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE, opus_capability, vp8_capability};
 
 /// Why the WebRTC stack could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -79,27 +49,8 @@ impl RtcEngine {
     pub async fn build(config: &RtcConfig) -> Result<Self, EngineError> {
         let mut media = MediaEngine::default();
         let setup = |e: webrtc::Error| EngineError::Setup(e.to_string());
-        media
-            .register_codec(
-                RTCRtpCodecParameters {
-                    capability: opus_capability(),
-                    payload_type: OPUS_PAYLOAD_TYPE,
-                    ..Default::default()
-                },
-                RTPCodecType::Audio,
-            )
-            .map_err(setup)?;
-        media
-            .register_codec(
-                RTCRtpCodecParameters {
-                    capability: vp8_capability(),
-                    payload_type: VP8_PAYLOAD_TYPE,
-                    ..Default::default()
-                },
-                RTPCodecType::Video,
-            )
-            .map_err(setup)?;
-        let registry = register_default_interceptors(Registry::new(), &mut media).map_err(setup)?;
+        super::codecs::register(&mut media).map_err(setup)?;
+        let registry = interceptors(&mut media).map_err(setup)?;
 
         let bind_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.udp_port);
         let socket = tokio::net::UdpSocket::bind(bind_addr)
@@ -135,6 +86,23 @@ impl RtcEngine {
         tracing::info!(udp_port, public_ip = ?config.public_ip, "WebRTC media on one UDP port");
         Ok(Self { api, udp_port })
     }
+}
+
+/// The server's interceptors: webrtc-rs's defaults but for the NACK responder (each
+/// receiver's forwarder answers NACKs itself, see `rtc::forward`): the NACK generator
+/// (the server asks publishers to resend), sender and receiver reports, and
+/// transport-wide congestion control feedback to publishers.
+fn interceptors(media: &mut MediaEngine) -> Result<Registry, webrtc::Error> {
+    use webrtc::interceptor::nack::generator::Generator;
+    use webrtc::rtp_transceiver::RTCPFeedback;
+    use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+    for parameter in ["", "pli"] {
+        media.register_feedback(RTCPFeedback { typ: "nack".into(), parameter: parameter.into() }, RTPCodecType::Video);
+    }
+    let mut registry = Registry::new();
+    registry.add(Box::new(Generator::builder()));
+    registry = configure_rtcp_reports(registry);
+    configure_twcc_receiver_only(registry, media)
 }
 
 /// Shared handle.

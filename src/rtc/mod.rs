@@ -1,7 +1,9 @@
 //! webrtc-rs glue: the shared API (composition root), SDP offer inspection, and peer
 //! connection setup.
 
+pub mod codecs;
 pub mod engine;
+pub mod forward;
 pub mod offer;
 pub mod peer;
 pub mod udp_mux;

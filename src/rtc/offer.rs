@@ -1,9 +1,15 @@
-//! What an SDP offer asks for: which media, in which direction, with a codec we mix.
+//! What an SDP offer asks for: which media, in which direction, in which codec.
 //! Pure: parses text, touches no network or peer connection.
+//!
+//! Video is answered in the **first** format of the offer's video m-line that the
+//! server speaks (the client's preference order), for both directions of that m-line.
 
 use std::io::Cursor;
 
 use webrtc::sdp::SessionDescription;
+use webrtc::sdp::description::media::MediaDescription;
+
+use crate::media::codec::{VideoCodec, VideoFormat};
 
 /// Direction of an m-line, from the offerer's side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,14 +33,42 @@ impl Direction {
     }
 }
 
+/// The usable video m-line of an offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoLine {
+    /// Its direction.
+    pub direction: Direction,
+    /// The format it is answered in (both ways).
+    pub format: VideoFormat,
+    /// The bandwidth the offer allows for it (`b=TIAS`, else `b=AS`), bits/s.
+    pub max_bitrate_bps: Option<u64>,
+}
+
 /// The usable part of an offer: the first audio m-line offering Opus and the first
-/// video m-line offering VP8 (others are declined in the answer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// video m-line offering VP8 or H.264 (others are declined in the answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferSummary {
     /// Direction of the Opus m-line, if any.
     pub audio: Option<Direction>,
-    /// Direction of the VP8 m-line, if any.
-    pub video: Option<Direction>,
+    /// The video m-line, if any.
+    pub video: Option<VideoLine>,
+}
+
+impl OfferSummary {
+    /// Direction of the video m-line.
+    pub fn video_direction(&self) -> Option<Direction> {
+        self.video.as_ref().map(|v| v.direction)
+    }
+
+    /// The codec the participant publishes, if it publishes video.
+    pub fn published_video(&self) -> Option<VideoCodec> {
+        self.video.as_ref().filter(|v| v.direction.publishes()).map(|v| v.format.codec)
+    }
+
+    /// The format the participant receives the composite in, if it receives video.
+    pub fn received_video(&self) -> Option<&VideoFormat> {
+        self.video.as_ref().filter(|v| v.direction.receives()).map(|v| &v.format)
+    }
 }
 
 /// Why an offer cannot be used.
@@ -47,7 +81,10 @@ pub enum OfferError {
     #[error("the offer has no active audio or video m-line")]
     NoMedia,
     /// Media present, but none in a codec the server mixes.
-    #[error("no supported codec in the offer (audio needs Opus/48000, video needs VP8/90000)")]
+    #[error(
+        "no supported codec in the offer (audio needs Opus/48000; video needs VP8/90000 or H264/90000 with \
+         packetization-mode=1 and a Baseline profile-level-id such as 42e01f)"
+    )]
     NoSupportedCodec,
 }
 
@@ -73,19 +110,14 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, OfferError> {
                 None => Direction::SendRecv,
             };
         any_media = true;
-        let (wanted, slot) = match kind {
-            "audio" => ("opus/48000", &mut summary.audio),
-            _ => ("vp8/90000", &mut summary.video),
-        };
-        let supported = media.attributes.iter().any(|a| {
-            a.key == "rtpmap"
-                && a.value
-                    .as_deref()
-                    .and_then(|v| v.split_whitespace().nth(1))
-                    .is_some_and(|codec| codec.to_ascii_lowercase().starts_with(wanted))
-        });
-        if supported && slot.is_none() {
-            *slot = Some(direction);
+        if kind == "audio" {
+            if summary.audio.is_none() && offers_opus(media) {
+                summary.audio = Some(direction);
+            }
+        } else if summary.video.is_none()
+            && let Some(format) = first_video_format(media)
+        {
+            summary.video = Some(VideoLine { direction, format, max_bitrate_bps: max_bitrate(media) });
         }
     }
     match summary {
@@ -93,6 +125,50 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, OfferError> {
         OfferSummary { audio: None, video: None } => Err(OfferError::NoMedia),
         s => Ok(s),
     }
+}
+
+/// `(payload type, encoding name, clock rate)` of every `a=rtpmap` of an m-line.
+fn rtpmaps(media: &MediaDescription) -> impl Iterator<Item = (u8, String, u32)> + '_ {
+    media.attributes.iter().filter(|a| a.key == "rtpmap").filter_map(|a| {
+        let value = a.value.as_deref()?;
+        let (pt, rest) = value.split_once(' ')?;
+        let mut parts = rest.trim().split('/');
+        let name = parts.next()?.to_owned();
+        let clock = parts.next()?.parse().ok()?;
+        Some((pt.trim().parse().ok()?, name, clock))
+    })
+}
+
+fn fmtp_of(media: &MediaDescription, payload_type: u8) -> String {
+    media
+        .attributes
+        .iter()
+        .filter(|a| a.key == "fmtp")
+        .filter_map(|a| a.value.as_deref()?.split_once(' '))
+        .find(|(pt, _)| pt.trim().parse::<u8>().ok() == Some(payload_type))
+        .map(|(_, params)| params.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn offers_opus(media: &MediaDescription) -> bool {
+    rtpmaps(media).any(|(_, name, clock)| name.eq_ignore_ascii_case("opus") && clock == 48_000)
+}
+
+/// The first format of the m-line's format list (the offerer's preference order)
+/// that the server speaks.
+fn first_video_format(media: &MediaDescription) -> Option<VideoFormat> {
+    let maps: Vec<(u8, String, u32)> = rtpmaps(media).collect();
+    media.media_name.formats.iter().filter_map(|f| f.parse::<u8>().ok()).find_map(|pt| {
+        let (_, name, clock) = maps.iter().find(|(p, _, _)| *p == pt)?;
+        let codec = VideoCodec::from_encoding_name(name).filter(|_| *clock == 90_000)?;
+        VideoFormat::accept(codec, pt, &fmtp_of(media, pt))
+    })
+}
+
+/// `b=TIAS` (bits/s) or else `b=AS` (kbit/s) of an m-line.
+fn max_bitrate(media: &MediaDescription) -> Option<u64> {
+    let of = |kind: &str| media.bandwidth.iter().find(|b| b.bandwidth_type.eq_ignore_ascii_case(kind));
+    of("TIAS").map(|b| b.bandwidth).or_else(|| of("AS").map(|b| b.bandwidth * 1000)).filter(|&bps| bps > 0)
 }
 
 /// `Some(Some(d))` for an explicit direction, `Some(None)` for inactive, `None` when
@@ -122,32 +198,72 @@ mod tests {
         "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n";
     const VIDEO: &str = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=rtpmap:96 VP8/90000\r\n";
 
+    fn vp8(direction: Direction) -> Option<VideoLine> {
+        Some(VideoLine {
+            direction,
+            format: VideoFormat { codec: VideoCodec::Vp8, payload_type: 96, fmtp: String::new() },
+            max_bitrate_bps: None,
+        })
+    }
+
     #[test]
     fn sendrecv_is_the_default_direction() {
         let s = inspect_offer(&offer(&format!("{AUDIO}{VIDEO}"))).unwrap();
-        assert_eq!(s, OfferSummary { audio: Some(Direction::SendRecv), video: Some(Direction::SendRecv) });
+        assert_eq!(s, OfferSummary { audio: Some(Direction::SendRecv), video: vp8(Direction::SendRecv) });
     }
 
     #[test]
     fn directions_are_read_per_m_line() {
         let s = inspect_offer(&offer(&format!("{AUDIO}a=sendonly\r\n{VIDEO}a=recvonly\r\n"))).unwrap();
         assert_eq!(s.audio, Some(Direction::SendOnly));
-        assert_eq!(s.video, Some(Direction::RecvOnly));
+        assert_eq!(s.video_direction(), Some(Direction::RecvOnly));
         assert!(s.audio.unwrap().publishes() && !s.audio.unwrap().receives());
+        assert_eq!(s.published_video(), None);
+        assert_eq!(s.received_video().map(|f| f.codec), Some(VideoCodec::Vp8));
     }
 
     #[test]
     fn inactive_and_rejected_lines_are_ignored() {
         let s = inspect_offer(&offer(&format!("{AUDIO}a=inactive\r\n{VIDEO}"))).unwrap();
         assert_eq!(s.audio, None);
-        assert_eq!(s.video, Some(Direction::SendRecv));
+        assert_eq!(s.video_direction(), Some(Direction::SendRecv));
+    }
+
+    /// Chrome's video m-line (abridged) with H.264 moved first by `setCodecPreferences`.
+    const CHROME_H264_FIRST: &str = "m=video 9 UDP/TLS/RTP/SAVPF 102 103 104 96 97\r\nc=IN IP4 0.0.0.0\r\nb=AS:800\r\na=mid:1\r\n\
+        a=rtpmap:102 H264/90000\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f\r\n\
+        a=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\n\
+        a=rtpmap:104 H264/90000\r\na=fmtp:104 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
+        a=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n";
+
+    #[test]
+    fn the_first_format_the_server_speaks_wins() {
+        let s = inspect_offer(&offer(CHROME_H264_FIRST)).unwrap();
+        let video = s.video.unwrap();
+        assert_eq!(video.format.codec, VideoCodec::H264);
+        assert_eq!(video.format.payload_type, 104, "packetization-mode=0 is skipped");
+        assert_eq!(video.max_bitrate_bps, Some(800_000));
+        let vp8_first = CHROME_H264_FIRST.replace("SAVPF 102 103 104 96 97", "SAVPF 96 97 102 103 104");
+        let s = inspect_offer(&offer(&vp8_first)).unwrap();
+        assert_eq!(s.video.unwrap().format.codec, VideoCodec::Vp8);
+    }
+
+    #[test]
+    fn tias_wins_over_as() {
+        let line = VIDEO.replace("a=mid:1\r\n", "b=AS:500\r\nb=TIAS:300000\r\na=mid:1\r\n");
+        let s = inspect_offer(&offer(&line)).unwrap();
+        assert_eq!(s.video.unwrap().max_bitrate_bps, Some(300_000));
     }
 
     #[test]
     fn unsupported_codecs_only_is_an_error() {
-        let h264 = "m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:102 H264/90000\r\n";
+        let h264_mode0 = "m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:102 H264/90000\r\n\
+                          a=fmtp:102 packetization-mode=0;profile-level-id=42e01f\r\n";
+        let vp9 = "m=video 9 UDP/TLS/RTP/SAVPF 98\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:98 VP9/90000\r\n";
         let pcmu = "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:0 PCMU/8000\r\n";
-        assert_eq!(inspect_offer(&offer(&format!("{pcmu}{h264}"))), Err(OfferError::NoSupportedCodec));
+        for video in [h264_mode0, vp9] {
+            assert_eq!(inspect_offer(&offer(&format!("{pcmu}{video}"))), Err(OfferError::NoSupportedCodec));
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One participant's peer connection: answer its offer with the server's tracks on
-//! the offer's own m-lines, and report what happens on it as [`PeerEvent`]s. The
-//! callbacks here do nothing but forward events; the room decides.
+//! the offer's own m-lines, in the video format the offer prefers, and report what
+//! happens on it as [`PeerEvent`]s. The callbacks here do nothing but forward events;
+//! the room decides.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,16 +13,25 @@ use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use webrtc::rtcp::receiver_report::ReceiverReport;
+use webrtc::rtcp::reception_report::ReceptionReport;
+use webrtc::rtcp::sender_report::SenderReport;
+use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+use webrtc::rtp_transceiver::{RTCRtpTransceiver, RTCRtpTransceiverInit};
 use webrtc::track::track_local::TrackLocal;
+use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 use webrtc::track::track_remote::TrackRemote;
 
+use super::codecs::negotiated_parameters;
 use super::engine::RtcEngine;
+use super::forward::NackSink;
 use super::offer::{Direction, OfferSummary};
+use crate::media::tier::Feedback;
 use crate::metrics::{self, GaugeGuard};
 
 /// What happens on a peer connection, forwarded to the room.
@@ -30,16 +40,22 @@ pub enum PeerEvent {
     Track(Arc<TrackRemote>),
     /// The connection changed state (failed/closed means the participant is gone).
     State(RTCPeerConnectionState),
-    /// The participant asked for a keyframe of the composite (PLI or FIR).
+    /// The participant asked for a keyframe of the video it receives (PLI or FIR).
     KeyframeRequest,
+    /// The participant reported on the video it receives (loss, its estimate).
+    Feedback(Feedback),
 }
+
+/// Where a peer's events go (called from webrtc-rs callbacks; must only forward).
+pub type EventSink = Arc<dyn Fn(PeerEvent) + Send + Sync>;
 
 /// The server's outgoing tracks for this participant.
 pub struct OutgoingTracks {
     /// The participant's audio mix (mix-minus or shared full mix).
     pub audio: Arc<TrackLocalStaticSample>,
-    /// The shared composite.
-    pub video: Arc<TrackLocalStaticSample>,
+    /// Its own video track, fed by its forwarder from the encode it receives, and
+    /// where its NACKs go (the forwarder answers them).
+    pub video: Option<(Arc<TrackLocalStaticRTP>, NackSink)>,
 }
 
 /// Why negotiation failed.
@@ -80,7 +96,7 @@ impl Peer {
 pub async fn answer_offer(
     engine: &RtcEngine,
     offer: String,
-    summary: OfferSummary,
+    summary: &OfferSummary,
     tracks: OutgoingTracks,
     gather_timeout: Duration,
     on_event: Arc<dyn Fn(PeerEvent) + Send + Sync>,
@@ -97,10 +113,44 @@ pub async fn answer_offer(
     }
 }
 
+/// Adds the transceiver of one m-line: sending `track` when the offerer receives on
+/// it, receiving only otherwise. Transceivers created before the offer is applied are
+/// matched to its m-lines by kind and direction, so the mix goes back on the
+/// participant's own m-line.
+async fn add_line(
+    pc: &RTCPeerConnection,
+    kind: RTPCodecType,
+    direction: Direction,
+    track: Option<Arc<dyn TrackLocal + Send + Sync>>,
+) -> Result<(Arc<RTCRtpTransceiver>, Option<Arc<RTCRtpSender>>), webrtc::Error> {
+    match track.filter(|_| direction.receives()) {
+        Some(track) => {
+            let local = if direction.publishes() {
+                RTCRtpTransceiverDirection::Sendrecv
+            } else {
+                RTCRtpTransceiverDirection::Sendonly
+            };
+            let t = pc
+                .add_transceiver_from_track(
+                    track,
+                    Some(RTCRtpTransceiverInit { direction: local, send_encodings: vec![] }),
+                )
+                .await?;
+            let sender = t.sender().await;
+            Ok((t, Some(sender)))
+        }
+        None => {
+            let init =
+                RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, send_encodings: vec![] };
+            Ok((pc.add_transceiver_from_kind(kind, Some(init)).await?, None))
+        }
+    }
+}
+
 async fn negotiate(
     pc: &Arc<RTCPeerConnection>,
     offer: String,
-    summary: OfferSummary,
+    summary: &OfferSummary,
     tracks: OutgoingTracks,
     gather_timeout: Duration,
     on_event: Arc<dyn Fn(PeerEvent) + Send + Sync>,
@@ -116,36 +166,23 @@ async fn negotiate(
         Box::pin(async {})
     }));
 
-    // Transceivers created before the offer is applied are matched to its m-lines by
-    // kind and direction, so the mix goes back on the participant's own m-line.
-    let mut senders = Vec::new();
-    let lines: [(Option<Direction>, RTPCodecType, Arc<TrackLocalStaticSample>); 2] =
-        [(summary.audio, RTPCodecType::Audio, tracks.audio), (summary.video, RTPCodecType::Video, tracks.video)];
-    for (direction, kind, track) in lines {
-        let Some(direction) = direction else { continue };
-        if direction.receives() {
-            let local = if direction.publishes() {
-                RTCRtpTransceiverDirection::Sendrecv
-            } else {
-                RTCRtpTransceiverDirection::Sendonly
-            };
-            let t = pc
-                .add_transceiver_from_track(
-                    track as Arc<dyn TrackLocal + Send + Sync>,
-                    Some(RTCRtpTransceiverInit { direction: local, send_encodings: vec![] }),
-                )
-                .await?;
-            senders.push(t.sender().await);
-        } else {
-            pc.add_transceiver_from_kind(
-                kind,
-                Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, send_encodings: vec![] }),
-            )
-            .await?;
-        }
+    let mut audio_sender = None;
+    if let Some(direction) = summary.audio {
+        let track = Arc::clone(&tracks.audio) as Arc<dyn TrackLocal + Send + Sync>;
+        audio_sender = add_line(pc, RTPCodecType::Audio, direction, Some(track)).await?.1;
+    }
+    let mut video = None;
+    if let Some(line) = &summary.video {
+        let track = tracks.video.as_ref().map(|(t, _)| Arc::clone(t) as Arc<dyn TrackLocal + Send + Sync>);
+        video = Some((add_line(pc, RTPCodecType::Video, line.direction, track).await?, &line.format));
     }
 
     pc.set_remote_description(RTCSessionDescription::offer(offer)?).await?;
+    if let Some(((transceiver, _), format)) = &video {
+        // The answer holds exactly the offer's preferred format the server speaks:
+        // the participant sends in it and receives in it.
+        transceiver.set_codec_preferences(vec![negotiated_parameters(format)]).await?;
+    }
     let answer = pc.create_answer(None).await?;
     let mut gathered = pc.gathering_complete_promise().await;
     pc.set_local_description(answer).await?;
@@ -169,28 +206,58 @@ async fn negotiate(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 
-    for sender in senders {
-        spawn_rtcp_reader(sender, on_event.clone());
+    if let Some(sender) = audio_sender {
+        spawn_rtcp_reader(sender, None);
+    }
+    if let (Some(((_, Some(sender)), _)), Some((_, nacks))) = (video, tracks.video) {
+        spawn_rtcp_reader(sender, Some((on_event, nacks)));
     }
     Ok(local.sdp)
 }
 
-/// Reads RTCP arriving for one of our senders: this drives the NACK responder and
-/// report interceptors, and turns PLI/FIR into keyframe requests. Ends when the
-/// sender stops.
-fn spawn_rtcp_reader(sender: Arc<RTCRtpSender>, on_event: Arc<dyn Fn(PeerEvent) + Send + Sync>) {
+/// Reads RTCP arriving for one of our senders: this drives the report interceptors;
+/// for video it hands NACKs to the forwarder, and turns PLI/FIR into keyframe requests
+/// and receiver reports and REMB into feedback. Ends when the sender stops.
+fn spawn_rtcp_reader(sender: Arc<RTCRtpSender>, video: Option<(EventSink, NackSink)>) {
     tokio::spawn(async move {
+        let ssrc = sender.get_parameters().await.encodings.first().map(|e| e.ssrc);
         while let Ok((packets, _)) = sender.read_rtcp().await {
-            let wants_keyframe = packets.iter().any(|p| {
-                let any = p.as_any();
-                any.downcast_ref::<PictureLossIndication>().is_some()
+            let Some((on_event, nacks)) = &video else { continue };
+            let mut wants_keyframe = false;
+            let mut feedback = Feedback::default();
+            for packet in &packets {
+                let any = packet.as_any();
+                if any.downcast_ref::<PictureLossIndication>().is_some()
                     || any.downcast_ref::<FullIntraRequest>().is_some()
-            });
+                {
+                    wants_keyframe = true;
+                } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
+                    nacks(nack.nacks.iter().flat_map(|pair| pair.packet_list()).collect());
+                } else if let Some(block) = report_block(any, ssrc) {
+                    // A receiver that also sends puts its report in its sender report.
+                    feedback.loss = Some(f64::from(block.fraction_lost) / 256.0);
+                } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
+                    feedback.remb_bps = Some(remb.bitrate as u64);
+                }
+            }
             if wants_keyframe {
                 on_event(PeerEvent::KeyframeRequest);
             }
+            if feedback != Feedback::default() {
+                on_event(PeerEvent::Feedback(feedback));
+            }
         }
     });
+}
+
+/// The report block about `ssrc` in a receiver or sender report.
+fn report_block(packet: &dyn std::any::Any, ssrc: Option<u32>) -> Option<&ReceptionReport> {
+    let reports = match (packet.downcast_ref::<ReceiverReport>(), packet.downcast_ref::<SenderReport>()) {
+        (Some(rr), _) => &rr.reports,
+        (_, Some(sr)) => &sr.reports,
+        _ => return None,
+    };
+    reports.iter().find(|r| Some(r.ssrc) == ssrc)
 }
 
 /// Asks a publisher for a keyframe (RTCP PLI on its track's SSRC).

@@ -1,7 +1,7 @@
-//! The room task: the one owner of a room's participants, mixers and layout. It reacts
-//! to commands (reserve, admit, leave, state) and to events from peers and pipelines,
-//! in order, one at a time, and never awaits a negotiation: joins are negotiated
-//! outside (see `join.rs`) and handed in ready.
+//! The room task: the shell around the room core. It owns the room's participants
+//! (their connections) and media, turns commands and events into core inputs, and
+//! performs the core's actions with GStreamer and webrtc-rs. It never awaits a
+//! negotiation: joins are negotiated outside (see `join.rs`) and handed in ready.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,22 +10,26 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
-use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
-use webrtc::track::track_remote::TrackRemote;
-use webrtc::util::{Marshal, MarshalSize};
 
+mod recording;
+
+use super::core::{Action, EncodeKey, Input, QualityError, RoomCore};
 use super::join::Reservation;
-use super::media::{RoomMedia, RoomTracks, finalize, recording_state, track_output};
+use super::media::{RoomMedia, audio_track, finalize, recording_state, track_output};
 use super::participant::Participant;
+use super::readers::{read_audio, read_video};
 use super::registry::{RoomSlot, Rooms, ServerContext};
 use super::{
-    JoinError, LeaveError, ParticipantId, RecordingError, RecordingStarted, RecordingStopped, RoomState, RoomSummary,
+    JoinError, LeaveError, ParticipantId, ParticipantInfo, ReceiveInfo, RecordingError, RecordingStarted,
+    RecordingStopped, RoomState, RoomSummary, UpdateError,
 };
 use crate::media::audio::AudioCommand;
-use crate::media::keyframe::KeyframePolicy;
-use crate::media::video::VideoInput;
-use crate::metrics::{self, GaugeGuard};
+use crate::media::codec::VideoCodec;
+use crate::media::tier::Quality;
+use crate::rtc::codecs::video_capability;
+use crate::rtc::forward::{ForwardEvent, Forwarder};
 use crate::rtc::offer::OfferSummary;
 use crate::rtc::peer::{self, OutgoingTracks, Peer, PeerEvent};
 
@@ -45,6 +49,13 @@ pub(super) enum RoomCommand {
         id: ParticipantId,
         by: Option<String>,
         reply: oneshot::Sender<Result<(), LeaveError>>,
+    },
+    /// Change the quality a participant receives (`by` as for `Leave`).
+    SetQuality {
+        id: ParticipantId,
+        by: Option<String>,
+        quality: Quality,
+        reply: oneshot::Sender<Result<ParticipantInfo, UpdateError>>,
     },
     /// The room's state; `None` while it has no participant.
     State {
@@ -67,11 +78,14 @@ pub(super) struct Admission {
     pub summary: OfferSummary,
     pub name: Option<String>,
     pub owner: Option<String>,
+    pub quality: Quality,
 }
 
 /// Things that happen to the room, from callbacks, media threads and joins.
 pub(super) enum RoomEvent {
     Peer(ParticipantId, PeerEvent),
+    /// A receiver's forwarder switched encode or fell behind.
+    Forward(ParticipantId, ForwardEvent),
     /// A publisher's decoder needs a keyframe (loss, or start).
     PublisherNeedsKeyframe(ParticipantId),
     /// A join ended (admitted or not); its reservation, if still held, is freed.
@@ -82,24 +96,41 @@ pub(super) enum RoomEvent {
 struct Reserved {
     /// The publisher's own mix-minus track, when it publishes and receives audio.
     personal_audio: Option<Arc<TrackLocalStaticSample>>,
+    /// Its video forwarder (writing into the video track it is negotiated with),
+    /// when it receives video.
+    forwarder: Option<Forwarder>,
 }
 
 pub(super) struct RoomTask {
     slot: RoomSlot,
     rooms: Arc<Rooms>,
     ctx: Arc<ServerContext>,
-    /// In join order: this is also the grid order of video publishers.
+    core: RoomCore,
+    /// In join order.
     participants: Vec<Participant>,
     /// Places held for joins being negotiated (they count against the room's limit).
     reserved: HashMap<ParticipantId, Reserved>,
     events: mpsc::UnboundedSender<RoomEvent>,
-    tracks: RoomTracks,
+    /// The full mix for receivers who do not publish audio (exists before any media,
+    /// so joins can be negotiated with it).
+    shared_audio: Arc<TrackLocalStaticSample>,
     /// The pipelines, built with the first admitted participant.
     media: Option<RoomMedia>,
-    composite_keyframes: KeyframePolicy,
     /// Whether `recording.auto` already started (or tried to start) this room's
     /// recording: a recording stopped by hand stays stopped.
     auto_recording_tried: bool,
+}
+
+/// A forwarder's tag for an encode (the forwarder reports which one it switched to).
+fn tag(key: EncodeKey) -> u64 {
+    (VideoCodec::ALL.iter().position(|c| *c == key.codec).unwrap_or(0) as u64) << 32 | key.tier as u64
+}
+
+fn untag(tag: u64) -> EncodeKey {
+    EncodeKey {
+        codec: VideoCodec::ALL[((tag >> 32) as usize).min(VideoCodec::ALL.len() - 1)],
+        tier: tag as u32 as usize,
+    }
 }
 
 impl RoomTask {
@@ -111,17 +142,19 @@ impl RoomTask {
         events_rx: mpsc::UnboundedReceiver<RoomEvent>,
     ) -> tokio::task::JoinHandle<()> {
         let ctx = Arc::clone(rooms.context());
-        let keyframe_interval = Duration::from_millis(ctx.config.media.keyframe_min_interval_ms);
+        let media = &ctx.config.media;
+        let (width, height, _) = media.canvas();
+        let keyframe_interval = Duration::from_millis(media.keyframe_min_interval_ms);
         let task = RoomTask {
             slot,
             rooms,
+            core: RoomCore::new(media.tiers(), (width, height), keyframe_interval),
             ctx,
             participants: Vec::new(),
             reserved: HashMap::new(),
             events,
-            tracks: RoomTracks::new(),
+            shared_audio: audio_track(),
             media: None,
-            composite_keyframes: KeyframePolicy::new(keyframe_interval),
             auto_recording_tried: false,
         };
         tokio::spawn(task.run(commands, events_rx))
@@ -129,15 +162,16 @@ impl RoomTask {
 
     async fn run(mut self, mut commands: mpsc::Receiver<RoomCommand>, mut events: mpsc::UnboundedReceiver<RoomEvent>) {
         loop {
-            let deadline = self.next_deadline();
+            let deadline = self.core.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(RoomCommand::Close) | None => break,
                     Some(cmd) => self.handle_command(cmd),
                 },
                 Some(event) = events.recv() => self.handle_event(event),
-                _ = sleep_until(deadline) => self.poll_keyframes(),
+                _ = sleep_until(deadline) => self.core.handle_timeout(std::time::Instant::now()),
             }
+            self.perform_actions();
             self.publish_summary();
             if self.participants.is_empty()
                 && self.reserved.is_empty()
@@ -149,16 +183,13 @@ impl RoomTask {
         // Closing: the registry no longer routes to this room. Answer what is queued.
         commands.close();
         while let Some(cmd) = commands.recv().await {
-            self.refuse(cmd);
+            refuse(cmd);
         }
-        if let Some(mut m) = self.media.take() {
+        if let Some(active) = self.media.as_mut().and_then(RoomMedia::detach_recording) {
             // The recording is finalized before anything else goes: it is the one
             // thing that outlives the room.
-            if let Some(active) = m.detach_recording() {
-                let stopped = finalize(active).await;
-                tracing::info!(room = %self.slot.name, file = stopped.file, duration_ms = stopped.duration_ms, "recording finalized");
-            }
-            self.media = Some(m);
+            let stopped = finalize(active).await;
+            tracing::info!(room = %self.slot.name, file = stopped.file, duration_ms = stopped.duration_ms, "recording finalized");
         }
         while !self.participants.is_empty() {
             self.remove_participant(0, "room closing");
@@ -169,32 +200,6 @@ impl RoomTask {
         }
         self.publish_summary();
         tracing::info!(room = %self.slot.name, "room closed");
-    }
-
-    /// Answers a command that arrived while the room closes.
-    fn refuse(&self, cmd: RoomCommand) {
-        match cmd {
-            RoomCommand::Reserve { reply, .. } => {
-                let _ = reply.send(Err(JoinError::ShuttingDown));
-            }
-            RoomCommand::Admit { admission, reply } => {
-                close_peer(admission.peer);
-                let _ = reply.send(Err(JoinError::ShuttingDown));
-            }
-            RoomCommand::Leave { reply, .. } => {
-                let _ = reply.send(Err(LeaveError::UnknownParticipant));
-            }
-            RoomCommand::State { reply } => {
-                let _ = reply.send(None);
-            }
-            RoomCommand::StartRecording { reply } => {
-                let _ = reply.send(Err(RecordingError::UnknownRoom));
-            }
-            RoomCommand::StopRecording { reply } => {
-                let _ = reply.send(Err(RecordingError::NotRecording));
-            }
-            RoomCommand::Close => {}
-        }
     }
 
     fn publish_summary(&self) {
@@ -209,7 +214,7 @@ impl RoomTask {
     fn handle_command(&mut self, cmd: RoomCommand) {
         match cmd {
             RoomCommand::Reserve { summary, reply } => {
-                let _ = reply.send(self.reserve(summary));
+                let _ = reply.send(self.reserve(&summary));
             }
             RoomCommand::Admit { admission, reply } => {
                 let id = admission.id.clone();
@@ -231,25 +236,27 @@ impl RoomTask {
                 };
                 let _ = reply.send(result);
             }
+            RoomCommand::SetQuality { id, by, quality, reply } => {
+                let _ = reply.send(self.set_quality(&id, by, quality));
+            }
             RoomCommand::State { reply } => {
                 let state = (!self.participants.is_empty()).then(|| RoomState {
                     room: self.slot.name.to_string(),
                     layout: "grid",
                     recording: self.media.as_ref().and_then(|m| m.recording.as_ref()).map(recording_state),
-                    participants: self.participants.iter().map(Participant::info).collect(),
+                    participants: self.participants.iter().map(|p| self.info(p)).collect(),
                 });
                 let _ = reply.send(state);
             }
             RoomCommand::StartRecording { reply } => {
-                let result = match self.media.as_mut() {
-                    Some(m) => m.start_recording(self.slot.name.as_str(), &self.ctx.config.media, &self.ctx.recordings),
-                    None => Err(RecordingError::UnknownRoom),
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(self.start_recording());
             }
             RoomCommand::StopRecording { reply } => match self.media.as_mut().and_then(RoomMedia::detach_recording) {
                 // Finalizing takes a moment; the room goes on meanwhile.
                 Some(active) => {
+                    if let Some(key) = active.encode {
+                        self.core.handle(std::time::Instant::now(), Input::Consumer(key, false));
+                    }
                     tokio::spawn(async move {
                         let _ = reply.send(Ok(finalize(active).await));
                     });
@@ -262,44 +269,92 @@ impl RoomTask {
         }
     }
 
+    fn info(&self, p: &Participant) -> ParticipantInfo {
+        let receive = self.core.receiving(&p.id).map(|r| ReceiveInfo {
+            codec: r.codec,
+            quality: self.core.tiers().get(r.tier).map(|t| t.name.clone()).unwrap_or_default(),
+            auto: r.auto,
+        });
+        ParticipantInfo {
+            id: p.id.to_string(),
+            name: p.name.clone(),
+            audio: p.publishes_audio(),
+            video: p.offer.published_video().is_some(),
+            video_codec: p.offer.published_video(),
+            receive,
+        }
+    }
+
+    fn set_quality(
+        &mut self,
+        id: &ParticipantId,
+        by: Option<String>,
+        quality: Quality,
+    ) -> Result<ParticipantInfo, UpdateError> {
+        let p = self.participants.iter().find(|p| &p.id == id).ok_or(UpdateError::UnknownParticipant)?;
+        if by.is_some() && p.owner != by {
+            return Err(UpdateError::NotYours);
+        }
+        self.core.set_quality(std::time::Instant::now(), id, quality).map_err(|e| match e {
+            QualityError::UnknownParticipant => UpdateError::UnknownParticipant,
+            QualityError::NoVideo => UpdateError::NoVideo,
+        })?;
+        self.perform_actions();
+        let p = self.participants.iter().find(|p| &p.id == id).ok_or(UpdateError::UnknownParticipant)?;
+        Ok(self.info(p))
+    }
+
     /// Holds a place for a join and picks the tracks it will receive.
-    fn reserve(&mut self, summary: OfferSummary) -> Result<Reservation, JoinError> {
+    fn reserve(&mut self, summary: &OfferSummary) -> Result<Reservation, JoinError> {
         let max = self.ctx.config.server.max_participants_per_room;
         if self.participants.len() + self.reserved.len() >= max {
             return Err(JoinError::RoomFull(max));
         }
         let id = ParticipantId::new();
-        let publishes_audio = summary.audio.is_some_and(|d| d.publishes());
-        let receives_audio = summary.audio.is_some_and(|d| d.receives());
         // Publishers hear a mix-minus of their own; everyone else shares one encode.
-        let personal_audio = (publishes_audio && receives_audio).then(RoomTracks::personal_audio);
-        let tracks = OutgoingTracks {
-            audio: personal_audio.clone().unwrap_or_else(|| Arc::clone(&self.tracks.shared_audio)),
-            video: Arc::clone(&self.tracks.video),
-        };
-        self.reserved.insert(id.clone(), Reserved { personal_audio });
+        let personal_audio = summary.audio.is_some_and(|d| d.publishes() && d.receives()).then(audio_track);
+        let mut forwarder = None;
+        let video = summary.received_video().map(|format| {
+            let capability = video_capability(format.codec, &format.fmtp);
+            let track = Arc::new(TrackLocalStaticRTP::new(capability, "mix-video".into(), "mcu-mix".into()));
+            let events = self.events.clone();
+            let pid = id.clone();
+            let on_event = Arc::new(move |event| {
+                let _ = events.send(RoomEvent::Forward(pid.clone(), event));
+            });
+            let started = Forwarder::start(Arc::clone(&track), on_event);
+            let nacks = started.nack_sink();
+            forwarder = Some(started);
+            (track, nacks)
+        });
+        let tracks =
+            OutgoingTracks { audio: personal_audio.clone().unwrap_or_else(|| Arc::clone(&self.shared_audio)), video };
+        self.reserved.insert(id.clone(), Reserved { personal_audio, forwarder });
         Ok(Reservation { id, tracks, events: self.events.clone() })
     }
 
     /// Turns a negotiated peer into a participant: media inputs and outputs wired,
-    /// grid updated. On failure the peer is closed and the place freed.
+    /// the core told. On failure the peer is closed and the place freed.
     fn admit(&mut self, admission: Admission) -> Result<(), JoinError> {
         let Some(reserved) = self.reserved.remove(&admission.id) else {
             close_peer(admission.peer);
             return Err(JoinError::Internal("the join's reservation was lost".into()));
         };
-        let Admission { id, peer, summary, name, owner } = admission;
+        let Admission { id, peer, summary, name, owner, quality } = admission;
         let name = name.unwrap_or_else(|| format!("guest-{}", &id.as_str()[..6]));
-        let pli_interval = Duration::from_millis(self.ctx.config.media.keyframe_min_interval_ms);
-        let mut participant = Participant::new(id.clone(), name, owner, summary, peer, pli_interval);
+        let mut participant = Participant::new(id.clone(), name, owner, summary, peer);
         if let Err(e) = self.wire_media(&mut participant, reserved) {
             let peer = Arc::clone(&participant.peer);
             tokio::spawn(async move { peer.close().await });
             return Err(e);
         }
-        tracing::info!(room = %self.slot.name, participant = %id, name = participant.name, offer = ?summary, "joined");
+        let offer = &participant.offer;
+        let receives =
+            offer.received_video().map(|f| (f.clone(), quality, offer.video.as_ref().and_then(|v| v.max_bitrate_bps)));
+        let input = Input::Join { id: id.clone(), publishes: offer.published_video(), receives };
+        tracing::info!(room = %self.slot.name, participant = %id, name = participant.name, offer = ?participant.offer, "joined");
         self.participants.push(participant);
-        self.relayout();
+        self.core.handle(std::time::Instant::now(), input);
         Ok(())
     }
 
@@ -311,48 +366,75 @@ impl RoomTask {
         }
         let media = self.media.as_mut().ok_or_else(|| JoinError::Internal("room media missing".into()))?;
         if participant.offer.video.is_some() {
-            media.ensure_video(room, config, &self.tracks.video)?;
+            media.ensure_video(room, config).map_err(|e| JoinError::Media(e.to_string()))?;
         }
-        if participant.publishes_video() {
+        if let Some(codec) = participant.offer.published_video() {
             let events = self.events.clone();
             let pid = participant.id.clone();
             let needs_keyframe = Arc::new(move || {
                 let _ = events.send(RoomEvent::PublisherNeedsKeyframe(pid.clone()));
             });
-            let video = media.video.as_mut().ok_or_else(|| JoinError::Internal("no composite".into()))?;
+            let video = media.ensure_video(room, config).map_err(|e| JoinError::Media(e.to_string()))?;
             let key = participant.id.as_str().to_owned();
-            let input = tokio::task::block_in_place(|| video.add_input(&key, needs_keyframe))
+            let input = tokio::task::block_in_place(|| video.add_input(&key, codec, needs_keyframe))
                 .map_err(|e| JoinError::Media(e.to_string()))?;
             participant.video_input = Some(input);
         }
+        participant.forwarder = reserved.forwarder;
         if participant.publishes_audio() {
             media.audio.send(AudioCommand::AddSource(participant.id.shared()));
         }
         if let Some(track) = reserved.personal_audio {
             media.audio.send(AudioCommand::AddListener(participant.id.shared(), track_output(track)));
-        } else if participant.offer.audio.is_some_and(|d| d.receives()) {
-            media.ensure_shared_audio(&self.tracks.shared_audio);
+        } else if participant.receives_audio() {
+            media.ensure_shared_audio(&self.shared_audio);
         }
         Ok(())
     }
 
-    fn maybe_start_auto_recording(&mut self) {
-        if !self.ctx.config.recording.auto || self.auto_recording_tried {
-            return;
-        }
-        self.auto_recording_tried = true;
-        if let Some(m) = self.media.as_mut()
-            && let Err(e) = m.start_recording(self.slot.name.as_str(), &self.ctx.config.media, &self.ctx.recordings)
-        {
-            tracing::error!(room = %self.slot.name, error = %e, "cannot start automatic recording");
-        }
-    }
-
-    fn relayout(&self) {
-        if let Some(video) = self.media.as_ref().and_then(|m| m.video.as_ref()) {
-            let order: Vec<&str> =
-                self.participants.iter().filter(|p| p.video_input.is_some()).map(|p| p.id.as_str()).collect();
-            video.set_layout(&order);
+    /// Performs what the core decided.
+    fn perform_actions(&mut self) {
+        let room = self.slot.name.as_str();
+        let config = &self.ctx.config.media;
+        let tiers = self.core.tiers().to_vec();
+        while let Some(action) = self.core.poll_action() {
+            let Some(media) = self.media.as_mut() else { continue };
+            match action {
+                Action::StartEncode(key) => {
+                    if let Err(e) = media.start_encode(room, config, key, &tiers) {
+                        tracing::error!(room, encode = %super::media::encode_label(key, &tiers), error = %e, "cannot start an encode");
+                    }
+                }
+                Action::StopEncode(key) => {
+                    if let Err(e) = media.stop_encode(key, &tiers) {
+                        tracing::error!(room, error = %e, "cannot stop an encode");
+                    }
+                }
+                Action::ForceKeyframe(key) => media.force_keyframe(key, &tiers),
+                Action::Route(id, key) => {
+                    let feed = media.feed(key);
+                    let forwarder = self.participants.iter().find(|p| p.id == id).and_then(|p| p.forwarder.as_ref());
+                    if let (Some(feed), Some(forwarder)) = (feed, forwarder) {
+                        forwarder.switch(tag(key), feed);
+                    }
+                }
+                Action::Layout(cells) => {
+                    if let Some(video) = &media.video {
+                        let placed: Vec<(&str, crate::layout::Rect)> =
+                            cells.iter().map(|(id, rect)| (id.as_str(), *rect)).collect();
+                        video.set_layout(&placed);
+                    }
+                }
+                Action::Pli(id) => {
+                    if let Some(p) = self.participants.iter().find(|p| p.id == id) {
+                        send_pli(p);
+                    }
+                }
+                Action::TierChanged(id, tier) => {
+                    let name = tiers.get(tier).map_or("?", |t| t.name.as_str());
+                    tracing::info!(room, participant = %id, quality = name, "receives another tier");
+                }
+            }
         }
     }
 
@@ -372,29 +454,42 @@ impl RoomTask {
             media.audio.send(AudioCommand::RemoveSource(p.id.shared()));
             media.audio.send(AudioCommand::RemoveListener(p.id.shared()));
         }
-        self.relayout();
+        self.core.handle(std::time::Instant::now(), Input::Leave(p.id.clone()));
+        self.perform_actions();
         let peer = Arc::clone(&p.peer);
         tokio::spawn(async move { peer.close().await });
     }
 
     fn handle_event(&mut self, event: RoomEvent) {
+        let now = std::time::Instant::now();
         match event {
             RoomEvent::Peer(id, PeerEvent::Track(track)) => self.start_reader(&id, track),
             RoomEvent::Peer(id, PeerEvent::State(state)) => {
                 let Some(index) = self.participants.iter().position(|p| p.id == id) else { return };
                 tracing::debug!(room = %self.slot.name, participant = %id, %state, "peer state");
                 match state {
-                    RTCPeerConnectionState::Connected if self.participants[index].receives_video() => {
-                        self.request_composite_keyframe();
-                    }
+                    RTCPeerConnectionState::Connected => self.core.handle(now, Input::Connected(id)),
                     RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                         self.remove_participant(index, "connection lost");
                     }
                     _ => {}
                 }
             }
-            RoomEvent::Peer(_, PeerEvent::KeyframeRequest) => self.request_composite_keyframe(),
-            RoomEvent::PublisherNeedsKeyframe(id) => self.request_publisher_keyframe(&id),
+            RoomEvent::Peer(id, PeerEvent::KeyframeRequest) => self.core.handle(now, Input::ReceiverNeedsKeyframe(id)),
+            RoomEvent::Peer(id, PeerEvent::Feedback(feedback)) => {
+                let Some(p) = self.participants.iter_mut().find(|p| p.id == id) else { return };
+                let sent = p.video_send_rate(now);
+                tracing::debug!(room = %self.slot.name, participant = %id, ?feedback, sent_bps = sent as u64, "feedback");
+                self.core.handle(now, Input::Feedback(id, feedback, sent));
+            }
+            RoomEvent::Forward(id, ForwardEvent::Switched(tag)) => {
+                tracing::debug!(room = %self.slot.name, participant = %id, encode = ?untag(tag), "receiver switched");
+                self.core.handle(now, Input::Switched(id, untag(tag)))
+            }
+            RoomEvent::Forward(id, ForwardEvent::NeedsKeyframe(_)) => {
+                self.core.handle(now, Input::ReceiverNeedsKeyframe(id))
+            }
+            RoomEvent::PublisherNeedsKeyframe(id) => self.core.handle(now, Input::PublisherNeedsKeyframe(id)),
             RoomEvent::JoinEnded(Some(id)) => {
                 self.reserved.remove(&id);
             }
@@ -402,7 +497,8 @@ impl RoomTask {
         }
     }
 
-    fn start_reader(&mut self, id: &ParticipantId, track: Arc<TrackRemote>) {
+    fn start_reader(&mut self, id: &ParticipantId, track: Arc<webrtc::track::track_remote::TrackRemote>) {
+        use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
         let audio = self.media.as_ref().and_then(|m| m.audio.sender());
         let Some(p) = self.participants.iter_mut().find(|p| &p.id == id) else { return };
         let reader = match track.kind() {
@@ -422,46 +518,37 @@ impl RoomTask {
         };
         p.readers.push(reader);
         if p.video_ssrc.is_some() {
-            self.request_publisher_keyframe(&id.clone());
+            self.core.handle(std::time::Instant::now(), Input::PublisherNeedsKeyframe(id.clone()));
         }
     }
+}
 
-    fn request_composite_keyframe(&mut self) {
-        if self.composite_keyframes.request(Instant::now().into_std())
-            && let Some(video) = self.media.as_ref().and_then(|m| m.video.as_ref())
-        {
-            video.force_keyframe();
+/// Answers a command that arrived while the room closes.
+fn refuse(cmd: RoomCommand) {
+    match cmd {
+        RoomCommand::Reserve { reply, .. } => {
+            let _ = reply.send(Err(JoinError::ShuttingDown));
         }
-    }
-
-    fn request_publisher_keyframe(&mut self, id: &ParticipantId) {
-        let Some(p) = self.participants.iter_mut().find(|p| &p.id == id) else { return };
-        if p.pli.request(Instant::now().into_std()) {
-            send_pli(p);
+        RoomCommand::Admit { admission, reply } => {
+            close_peer(admission.peer);
+            let _ = reply.send(Err(JoinError::ShuttingDown));
         }
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        self.participants
-            .iter()
-            .filter_map(|p| p.pli.deadline())
-            .chain(self.composite_keyframes.deadline())
-            .min()
-            .map(Instant::from_std)
-    }
-
-    fn poll_keyframes(&mut self) {
-        let now = Instant::now().into_std();
-        if self.composite_keyframes.poll(now)
-            && let Some(video) = self.media.as_ref().and_then(|m| m.video.as_ref())
-        {
-            video.force_keyframe();
+        RoomCommand::Leave { reply, .. } => {
+            let _ = reply.send(Err(LeaveError::UnknownParticipant));
         }
-        for p in &mut self.participants {
-            if p.pli.poll(now) {
-                send_pli(p);
-            }
+        RoomCommand::SetQuality { reply, .. } => {
+            let _ = reply.send(Err(UpdateError::UnknownParticipant));
         }
+        RoomCommand::State { reply } => {
+            let _ = reply.send(None);
+        }
+        RoomCommand::StartRecording { reply } => {
+            let _ = reply.send(Err(RecordingError::UnknownRoom));
+        }
+        RoomCommand::StopRecording { reply } => {
+            let _ = reply.send(Err(RecordingError::NotRecording));
+        }
+        RoomCommand::Close => {}
     }
 }
 
@@ -481,31 +568,5 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Forwards a publisher's video RTP into its decode branch.
-async fn read_video(track: Arc<TrackRemote>, input: VideoInput) {
-    let _live = GaugeGuard::new(&metrics::TRACK_READERS);
-    while let Ok((packet, _)) = track.read_rtp().await {
-        input.push_rtp(packet.marshal_size(), |buf| packet.marshal_to(buf).unwrap_or(0));
-    }
-}
-
-/// Forwards a publisher's Opus payloads to the mixer.
-async fn read_audio(track: Arc<TrackRemote>, source: Arc<str>, mixer: std::sync::mpsc::Sender<AudioCommand>) {
-    let _live = GaugeGuard::new(&metrics::TRACK_READERS);
-    while let Ok((packet, _)) = track.read_rtp().await {
-        if packet.payload.is_empty() {
-            continue;
-        }
-        let command = AudioCommand::Packet {
-            source: Arc::clone(&source),
-            seq: packet.header.sequence_number,
-            payload: packet.payload,
-        };
-        if mixer.send(command).is_err() {
-            break;
-        }
     }
 }

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod media;
+
+pub use media::{MediaConfig, TierConfig};
+
 /// Everything the server can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -64,36 +68,6 @@ pub struct ServerConfig {
     /// Serve the web client from this directory instead of the copy embedded in the
     /// binary: edit the page and reload, without rebuilding.
     pub web_dir: Option<PathBuf>,
-}
-
-/// The mixed output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MediaConfig {
-    /// Composite canvas width in pixels.
-    pub width: u32,
-    /// Composite canvas height in pixels.
-    pub height: u32,
-    /// Composite frame rate.
-    pub fps: u32,
-    /// Target bitrate of the shared VP8 encode.
-    pub video_bitrate_bps: u32,
-    /// Target bitrate of each Opus encode.
-    pub audio_bitrate_bps: i32,
-    /// Latency of the video jitter buffer: how long a late packet is waited for.
-    pub video_jitter_ms: u32,
-    /// Audio jitter buffer depth before playout, in milliseconds (20 ms packets).
-    pub audio_jitter_ms: u32,
-    /// Extra time the compositor waits for inputs before emitting a frame without them.
-    /// Must cover the video jitter buffer plus decoding, or inputs arrive too late.
-    pub compositor_latency_ms: u32,
-    /// Minimum spacing of forced keyframes (shared encode) and of PLIs sent to one
-    /// publisher. Must stay below 1000 so a PLI is answered within 1 s.
-    pub keyframe_min_interval_ms: u64,
-    /// GStreamer description of the video encoder (between the compositor and the
-    /// payloader), replacing the embedded `pipelines/video-encode-vp8.pipeline`.
-    /// Placeholders: `{bitrate_bps}`, `{fps}`.
-    pub video_encoder: Option<String>,
 }
 
 /// WebRTC transport.
@@ -190,23 +164,6 @@ impl Default for ServerConfig {
             join_timeout_ms: 10_000,
             join_rate_per_min: 30,
             web_dir: None,
-        }
-    }
-}
-
-impl Default for MediaConfig {
-    fn default() -> Self {
-        Self {
-            width: 1280,
-            height: 720,
-            fps: 30,
-            video_bitrate_bps: 1_500_000,
-            audio_bitrate_bps: 32_000,
-            video_jitter_ms: 50,
-            audio_jitter_ms: 60,
-            compositor_latency_ms: 100,
-            keyframe_min_interval_ms: 500,
-            video_encoder: None,
         }
     }
 }
@@ -361,29 +318,8 @@ impl Config {
 
     /// Checks ranges that serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let m = &self.media;
+        self.media.validate()?;
         let invalid = |s: &str| Err(ConfigError::Invalid(s.to_owned()));
-        if !(16..=3840).contains(&m.width) || !(16..=2160).contains(&m.height) {
-            return invalid("media.width/height must be within 16x16 .. 3840x2160");
-        }
-        if !m.width.is_multiple_of(2) || !m.height.is_multiple_of(2) {
-            return invalid("media.width and media.height must be even (4:2:0 video)");
-        }
-        if !(1..=60).contains(&m.fps) {
-            return invalid("media.fps must be within 1 .. 60");
-        }
-        if !(6_000..=510_000).contains(&m.audio_bitrate_bps) {
-            return invalid("media.audio_bitrate_bps must be within 6000 .. 510000 (Opus)");
-        }
-        if m.video_bitrate_bps < 50_000 {
-            return invalid("media.video_bitrate_bps must be at least 50000");
-        }
-        if m.audio_jitter_ms < 20 || m.audio_jitter_ms > 1000 {
-            return invalid("media.audio_jitter_ms must be within 20 .. 1000");
-        }
-        if m.keyframe_min_interval_ms >= 1000 {
-            return invalid("media.keyframe_min_interval_ms must be below 1000 (PLI answered within 1 s)");
-        }
         let s = &self.server;
         if s.max_rooms == 0 || s.max_participants_per_room == 0 {
             return invalid("server.max_rooms and server.max_participants_per_room must be positive");

@@ -1,0 +1,76 @@
+//! Changing a participant at run time: `PATCH /rooms/{room}/participants/{id}` with
+//! `{"quality": "low"}` (a tier name or `auto`), and the `?quality=` of a join.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+
+use super::{ApiError, Shared, room_name};
+use crate::auth::{Access, Permission};
+use crate::media::tier::{Quality, Tier, parse_quality};
+use crate::room::{ParticipantId, UpdateError};
+
+/// The JSON body of a `PATCH`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Update {
+    quality: Option<String>,
+}
+
+fn unknown_quality(text: &str, tiers: &[Tier]) -> ApiError {
+    let names: Vec<&str> = std::iter::once("auto").chain(tiers.iter().map(|t| t.name.as_str())).collect();
+    ApiError::new(StatusCode::BAD_REQUEST, format!("unknown quality {text:?} (one of {})", names.join(", ")))
+}
+
+/// The join's `?quality=`: `auto` when absent.
+pub(super) fn quality_param(query: &HashMap<String, String>, tiers: &[Tier]) -> Result<Quality, ApiError> {
+    match query.get("quality") {
+        None => Ok(Quality::Auto),
+        Some(text) => parse_quality(text, tiers).ok_or_else(|| unknown_quality(text, tiers)),
+    }
+}
+
+impl From<UpdateError> for ApiError {
+    fn from(e: UpdateError) -> Self {
+        let status = match e {
+            UpdateError::UnknownParticipant => StatusCode::NOT_FOUND,
+            UpdateError::NotYours => StatusCode::FORBIDDEN,
+            UpdateError::NoVideo => StatusCode::CONFLICT,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+/// `PATCH /rooms/{room}/participants/{id}`: the participant itself (same token
+/// identity) or an admin may change what it receives.
+pub(super) async fn update(
+    room: String,
+    id: String,
+    content_type: Option<String>,
+    authorization: Option<String>,
+    body: Bytes,
+    api: &Shared,
+) -> Result<Response, ApiError> {
+    let room = room_name(&room)?;
+    let by = match api.authorize(authorization.as_deref(), Some(room.as_str()), &[])? {
+        Access::Token(claims) if !claims.allows(Permission::Admin) => Some(claims.sub),
+        _ => None,
+    };
+    let json =
+        content_type.as_deref().and_then(|c| c.split(';').next()).is_some_and(|m| m.trim() == "application/json");
+    if !json {
+        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"));
+    }
+    let update: Update = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))?;
+    let Some(text) = update.quality else {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "nothing to change: the body has no \"quality\""));
+    };
+    let tiers = api.rooms.context().config.media.tiers();
+    let quality = parse_quality(&text, &tiers).ok_or_else(|| unknown_quality(&text, &tiers))?;
+    let info = api.rooms.set_quality(&room, ParticipantId::from_path(&id), by, quality).await?;
+    Ok(warp::reply::json(&info).into_response())
+}

@@ -1,0 +1,249 @@
+//! The media part of the configuration: the composite, its quality tiers, the codecs'
+//! pipeline templates, the audio mix.
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+use crate::media::tier::Tier;
+
+/// The mixed output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Width of the `high` tier (the composite canvas) when `tiers` is unset.
+    pub width: u32,
+    /// Height of the `high` tier when `tiers` is unset.
+    pub height: u32,
+    /// Frame rate of the `high` tier (and of the compositor) when `tiers` is unset.
+    pub fps: u32,
+    /// Video bitrate of the `high` tier when `tiers` is unset.
+    pub video_bitrate_bps: u32,
+    /// The quality tiers, highest first. Unset: `high` from `width`, `height`, `fps`
+    /// and `video_bitrate_bps`; `medium` half its size at 40 % of its bitrate; `low` a
+    /// quarter of its size at half its frame rate and 10 % of its bitrate. From the
+    /// defaults that is the contract's 1280x720/30/1.5 Mb/s, 640x360/30/600 kb/s,
+    /// 320x180/15/150 kb/s.
+    pub tiers: Option<Vec<TierConfig>>,
+    /// Target bitrate of each Opus encode.
+    pub audio_bitrate_bps: i32,
+    /// Latency of the video jitter buffer: how long a late packet is waited for.
+    pub video_jitter_ms: u32,
+    /// Audio jitter buffer depth before playout, in milliseconds (20 ms packets).
+    pub audio_jitter_ms: u32,
+    /// Extra time the compositor waits for inputs before emitting a frame without them.
+    /// Must cover the video jitter buffer plus decoding, or inputs arrive too late.
+    pub compositor_latency_ms: u32,
+    /// Minimum spacing of forced keyframes (per encode) and of PLIs sent to one
+    /// publisher. Must stay below 1000 so a PLI is answered within 1 s.
+    pub keyframe_min_interval_ms: u64,
+    /// GStreamer description of the VP8 encoder, replacing the embedded
+    /// `pipelines/video-encode-vp8.pipeline`. Placeholders: `{bitrate_bps}`,
+    /// `{bitrate_kbps}`, `{fps}`, `{keyframe_max_dist}`, `{threads}`.
+    pub video_encoder: Option<String>,
+    /// GStreamer description of the H.264 encoder (e.g. `openh264enc` or a hardware
+    /// encoder), replacing `pipelines/video-encode-h264.pipeline`; it must output
+    /// Constrained Baseline. Same placeholders as `video_encoder`.
+    pub h264_encoder: Option<String>,
+    /// GStreamer description of the H.264 decoder of a publisher's video, replacing
+    /// `avdec_h264` (e.g. `openh264dec` or a hardware decoder).
+    pub h264_decoder: Option<String>,
+}
+
+/// One quality tier in the configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// Name used in the API (`?quality=`), e.g. `high`.
+    pub name: String,
+    /// Canvas width.
+    pub width: u32,
+    /// Canvas height.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// Target video bitrate.
+    pub video_bitrate_bps: u32,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            video_bitrate_bps: 1_500_000,
+            tiers: None,
+            audio_bitrate_bps: 32_000,
+            video_jitter_ms: 50,
+            audio_jitter_ms: 60,
+            compositor_latency_ms: 100,
+            keyframe_min_interval_ms: 500,
+            video_encoder: None,
+            h264_encoder: None,
+            h264_decoder: None,
+        }
+    }
+}
+
+impl MediaConfig {
+    /// The quality tiers, highest first.
+    pub fn tiers(&self) -> Vec<Tier> {
+        match &self.tiers {
+            Some(list) => list
+                .iter()
+                .map(|t| Tier {
+                    name: t.name.clone(),
+                    width: t.width,
+                    height: t.height,
+                    fps: t.fps,
+                    bitrate_bps: t.video_bitrate_bps,
+                })
+                .collect(),
+            None => {
+                // Even sizes (4:2:0), never below the 16x16 minimum.
+                let scaled = |v: u32, by: u32| ((v / by) & !1).max(16);
+                let high = Tier {
+                    name: "high".into(),
+                    width: self.width,
+                    height: self.height,
+                    fps: self.fps,
+                    bitrate_bps: self.video_bitrate_bps,
+                };
+                let medium = Tier {
+                    name: "medium".into(),
+                    width: scaled(self.width, 2),
+                    height: scaled(self.height, 2),
+                    fps: self.fps,
+                    bitrate_bps: (self.video_bitrate_bps / 5 * 2).max(50_000),
+                };
+                let low = Tier {
+                    name: "low".into(),
+                    width: scaled(self.width, 4),
+                    height: scaled(self.height, 4),
+                    fps: self.fps.div_ceil(2),
+                    bitrate_bps: (self.video_bitrate_bps / 10).max(50_000),
+                };
+                vec![high, medium, low]
+            }
+        }
+    }
+
+    /// The composite's canvas and frame rate: the largest tier's size, the highest
+    /// frame rate (every tier is scaled down from it).
+    pub fn canvas(&self) -> (u32, u32, u32) {
+        let tiers = self.tiers();
+        let largest = tiers.iter().max_by_key(|t| u64::from(t.width) * u64::from(t.height));
+        let fps = tiers.iter().map(|t| t.fps).max().unwrap_or(self.fps);
+        largest.map_or((self.width, self.height, fps), |t| (t.width, t.height, fps))
+    }
+
+    /// Checks ranges that serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |s: String| Err(ConfigError::Invalid(s));
+        if !(6_000..=510_000).contains(&self.audio_bitrate_bps) {
+            return invalid("media.audio_bitrate_bps must be within 6000 .. 510000 (Opus)".into());
+        }
+        if self.audio_jitter_ms < 20 || self.audio_jitter_ms > 1000 {
+            return invalid("media.audio_jitter_ms must be within 20 .. 1000".into());
+        }
+        if self.keyframe_min_interval_ms >= 1000 {
+            return invalid("media.keyframe_min_interval_ms must be below 1000 (PLI answered within 1 s)".into());
+        }
+        let tiers = self.tiers();
+        if tiers.is_empty() {
+            return invalid("media.tiers must list at least one tier".into());
+        }
+        let (canvas_w, canvas_h, _) = self.canvas();
+        for (i, t) in tiers.iter().enumerate() {
+            let what = if self.tiers.is_some() { format!("media.tiers[{i}] ({})", t.name) } else { "media".into() };
+            let valid_name = !t.name.is_empty()
+                && t.name != "auto"
+                && t.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            if !valid_name {
+                return invalid(format!("{what}: a tier name is lowercase letters, digits, '-' or '_', not \"auto\""));
+            }
+            if tiers[..i].iter().any(|o| o.name == t.name) {
+                return invalid(format!("{what}: tier names must be unique"));
+            }
+            if !(16..=3840).contains(&t.width) || !(16..=2160).contains(&t.height) {
+                return invalid(format!("{what}: width/height must be within 16x16 .. 3840x2160"));
+            }
+            if !t.width.is_multiple_of(2) || !t.height.is_multiple_of(2) {
+                return invalid(format!("{what}: width and height must be even (4:2:0 video)"));
+            }
+            if !(1..=60).contains(&t.fps) {
+                return invalid(format!("{what}: fps must be within 1 .. 60"));
+            }
+            if t.bitrate_bps < 50_000 {
+                return invalid(format!("{what}: the video bitrate must be at least 50000"));
+            }
+            // Every tier is the composite scaled: the same shape (within the rounding
+            // of small even sizes), or cells distort.
+            let skew = (u64::from(t.width) * u64::from(canvas_h)).abs_diff(u64::from(t.height) * u64::from(canvas_w));
+            if skew * 20 > u64::from(canvas_w) * u64::from(t.height) {
+                return invalid(format!("{what}: every tier needs the canvas's aspect ratio ({canvas_w}x{canvas_h})"));
+            }
+            if i > 0 && (t.bitrate_bps > tiers[i - 1].bitrate_bps || t.width > tiers[i - 1].width) {
+                return invalid(format!("{what}: tiers are listed highest first"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_tiers_are_the_contracts() {
+        let m = MediaConfig::default();
+        let tiers: Vec<(String, u32, u32, u32, u32)> =
+            m.tiers().into_iter().map(|t| (t.name, t.width, t.height, t.fps, t.bitrate_bps)).collect();
+        assert_eq!(
+            tiers,
+            [
+                ("high".into(), 1280, 720, 30, 1_500_000),
+                ("medium".into(), 640, 360, 30, 600_000),
+                ("low".into(), 320, 180, 15, 150_000),
+            ]
+        );
+        assert_eq!(m.canvas(), (1280, 720, 30));
+        m.validate().unwrap();
+    }
+
+    #[test]
+    fn v1_keys_configure_high() {
+        let m = MediaConfig { width: 640, height: 360, fps: 25, video_bitrate_bps: 800_000, ..Default::default() };
+        let tiers: Vec<(u32, u32, u32, u32)> =
+            m.tiers().into_iter().map(|t| (t.width, t.height, t.fps, t.bitrate_bps)).collect();
+        assert_eq!(tiers, [(640, 360, 25, 800_000), (320, 180, 25, 320_000), (160, 90, 13, 80_000)]);
+        assert_eq!(m.canvas(), (640, 360, 25));
+        m.validate().unwrap();
+    }
+
+    #[test]
+    fn a_tier_list_is_checked() {
+        let tier = |name: &str, width, height, bitrate| TierConfig {
+            name: name.into(),
+            width,
+            height,
+            fps: 30,
+            video_bitrate_bps: bitrate,
+        };
+        let with = |tiers| MediaConfig { tiers: Some(tiers), ..Default::default() };
+        with(vec![tier("hd", 1920, 1080, 3_000_000), tier("sd", 960, 540, 900_000)]).validate().unwrap();
+        assert_eq!(with(vec![tier("hd", 1920, 1080, 3_000_000)]).canvas(), (1920, 1080, 30));
+        for bad in [
+            vec![],
+            vec![tier("auto", 640, 360, 600_000)],
+            vec![tier("Big", 640, 360, 600_000)],
+            vec![tier("a", 640, 360, 600_000), tier("a", 320, 180, 150_000)],
+            vec![tier("a", 640, 480, 600_000), tier("b", 320, 180, 150_000)],
+            vec![tier("a", 320, 180, 150_000), tier("b", 640, 360, 600_000)],
+            vec![tier("a", 641, 360, 600_000)],
+        ] {
+            assert!(with(bad.clone()).validate().is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Recording a room from its task: the recorded encode is a consumer the room core
+//! keeps running, whoever else receives it.
+
+use super::super::core::{EncodeKey, Input};
+use super::super::{RecordingError, RecordingStarted};
+use super::RoomTask;
+use crate::media::codec::VideoCodec;
+
+impl RoomTask {
+    pub(super) fn start_recording(&mut self) -> Result<RecordingStarted, RecordingError> {
+        let Some(media) = self.media.as_ref() else { return Err(RecordingError::UnknownRoom) };
+        // The recording has video when the room has a composite (someone negotiated
+        // video, even only to watch: cameras may come later); it records the top
+        // tier's VP8 encode, started for it if nobody receives that.
+        let encode = media.video.as_ref().map(|_| EncodeKey { codec: VideoCodec::Vp8, tier: 0 });
+        if let Some(key) = encode {
+            self.core.handle(std::time::Instant::now(), Input::Consumer(key, true));
+            self.perform_actions();
+        }
+        let tier = self.core.tiers().first().cloned();
+        let media = self.media.as_mut().ok_or(RecordingError::UnknownRoom)?;
+        let result = media.start_recording(
+            self.slot.name.as_str(),
+            tier.as_ref(),
+            encode,
+            &self.ctx.config.media,
+            &self.ctx.recordings,
+        );
+        // The file starts at a keyframe: ask for one at once.
+        match (&result, encode) {
+            (Ok(_), Some(key)) => self.core.handle(std::time::Instant::now(), Input::EncodeNeedsKeyframe(key)),
+            (Err(_), Some(key)) => self.core.handle(std::time::Instant::now(), Input::Consumer(key, false)),
+            _ => {}
+        }
+        result
+    }
+
+    pub(super) fn maybe_start_auto_recording(&mut self) {
+        if !self.ctx.config.recording.auto || self.auto_recording_tried {
+            return;
+        }
+        self.auto_recording_tried = true;
+        if let Err(e) = self.start_recording() {
+            tracing::error!(room = %self.slot.name, error = %e, "cannot start automatic recording");
+        }
+    }
+}
