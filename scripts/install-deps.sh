@@ -14,7 +14,7 @@ EXTRA_PKGS=()
 for group in "$@"; do
   case "$group" in
     build) ;;
-    test) EXTRA_PKGS+=(ffmpeg gstreamer1.0-plugins-base-apps python3-yaml) ;;
+    test) EXTRA_PKGS+=(ffmpeg gstreamer1.0-plugins-base-apps python3-yaml iproute2) ;;
     browser) EXTRA_PKGS+=(chromium nodejs npm) ;;
     turn) EXTRA_PKGS+=(coturn) ;;
     bench) EXTRA_PKGS+=(janus linux-perf) ;;

@@ -7,8 +7,10 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-/// Extension of every recording.
-pub const EXTENSION: &str = "webm";
+use crate::media::recorder::Container;
+
+/// Extensions of recordings.
+pub const EXTENSIONS: [&str; 2] = ["webm", "mp4"];
 
 /// The directory recordings live in.
 #[derive(Debug, Clone)]
@@ -67,11 +69,11 @@ impl RecordingStore {
 
     /// Creates a new empty file for `room`, named after the room and the UTC start
     /// time plus a random suffix; fails rather than reuse an existing name.
-    pub fn create(&self, room: &str) -> Result<NewRecording, StoreError> {
+    pub fn create(&self, room: &str, container: Container) -> Result<NewRecording, StoreError> {
         let unwritable = |e: std::io::Error| StoreError::Unwritable { dir: self.dir.clone(), reason: e.to_string() };
         std::fs::create_dir_all(&self.dir).map_err(unwritable)?;
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let file = format!("{room}-{}-{id}.{EXTENSION}", utc_stamp(SystemTime::now()));
+        let file = format!("{room}-{}-{id}.{}", utc_stamp(SystemTime::now()), container.extension());
         let path = self.dir.join(&file);
         OpenOptions::new().write(true).create_new(true).open(&path).map_err(unwritable)?;
         Ok(NewRecording { id, file, path })
@@ -108,7 +110,7 @@ impl RecordingStore {
 /// Whether `name` can be a recording's file name: one path segment of safe
 /// characters with the recording extension, so no request can name anything else.
 pub fn is_recording_name(name: &str) -> bool {
-    let Some(stem) = name.strip_suffix(&format!(".{EXTENSION}")) else { return false };
+    let Some(stem) = EXTENSIONS.iter().find_map(|ext| name.strip_suffix(&format!(".{ext}"))) else { return false };
     !stem.is_empty()
         && name.len() <= 160
         && !name.starts_with('.')
@@ -128,7 +130,7 @@ mod tests {
 
     #[test]
     fn only_plain_recording_names_are_accepted() {
-        for ok in ["room-20261124-101500-abcdef012345.webm", "a.webm", "x_y.z.webm"] {
+        for ok in ["room-20261124-101500-abcdef012345.webm", "a.webm", "x_y.z.webm", "r-1.mp4"] {
             assert!(is_recording_name(ok), "{ok}");
         }
         for bad in [
@@ -140,7 +142,8 @@ mod tests {
             "a\\b.webm",
             "a..b.webm",
             ".webm",
-            "a.mp4",
+            "a.mkv",
+            ".mp4",
             "a.webm/",
             "",
             "a b.webm",
@@ -160,8 +163,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mcu-store-{}", uuid::Uuid::new_v4().simple()));
         let store = RecordingStore::new(&dir);
         assert_eq!(store.list().unwrap(), vec![], "a missing directory lists as empty");
-        let a = store.create("r1").unwrap();
-        let b = store.create("r1").unwrap();
+        let a = store.create("r1", Container::Webm).unwrap();
+        let b = store.create("r1", Container::Mp4).unwrap();
+        assert!(b.file.ends_with(".mp4"));
         assert_ne!(a.file, b.file);
         assert!(is_recording_name(&a.file));
         std::fs::write(dir.join("notes.txt"), b"x").unwrap();
@@ -174,7 +178,7 @@ mod tests {
     fn an_unusable_directory_is_a_clear_error() {
         let file = std::env::temp_dir().join(format!("mcu-store-file-{}", uuid::Uuid::new_v4().simple()));
         std::fs::write(&file, b"not a directory").unwrap();
-        let err = RecordingStore::new(&file).create("r").unwrap_err();
+        let err = RecordingStore::new(&file).create("r", Container::Webm).unwrap_err();
         assert!(matches!(err, StoreError::Unwritable { .. }), "{err}");
         std::fs::remove_file(&file).unwrap();
     }

@@ -4,6 +4,7 @@
 mod error;
 mod limit;
 mod participants;
+mod recordings;
 mod web;
 
 use std::collections::HashMap;
@@ -50,7 +51,7 @@ impl Api {
 }
 
 pub(crate) type Shared = Arc<Api>;
-type Authorization = Option<String>;
+pub(crate) type Authorization = Option<String>;
 
 /// Every route of the API, with JSON errors and, when configured, CORS.
 pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
@@ -74,7 +75,7 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .and(warp::header::optional::<u64>("content-length"))
         .and(bearer())
         .and(warp::addr::remote())
-        .and(warp::body::stream())
+        .and(body_stream())
         .and(with_api.clone())
         .then(|room, query, content_type, content_length, authorization, remote, body, api: Shared| async move {
             let request = JoinHttp { room, query, content_type, content_length, authorization, remote };
@@ -91,8 +92,7 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .and(warp::patch())
         .and(warp::header::optional::<String>("content-type"))
         .and(bearer())
-        .and(warp::body::content_length_limit(16 * 1024))
-        .and(warp::body::bytes())
+        .and(body_stream())
         .and(with_api.clone())
         .then(|room, id, content_type, authorization, body, api: Shared| async move {
             reply(participants::update(room, id, content_type, authorization, body, &api).await)
@@ -110,37 +110,7 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .and(with_api.clone())
         .then(|room, authorization, api| async move { reply(room_state(room, authorization, api).await) })
         .boxed();
-    let recording = warp::path!("rooms" / String / "recording");
-    let start_recording = recording
-        .and(warp::post())
-        .and(bearer())
-        .and(with_api.clone())
-        .then(|room, authorization, api| async move { reply(start_recording(room, authorization, api).await) })
-        .boxed();
-    let stop_recording = recording
-        .and(warp::delete())
-        .and(bearer())
-        .and(with_api.clone())
-        .then(|room, authorization, api| async move { reply(stop_recording(room, authorization, api).await) })
-        .boxed();
-    let list_recordings = warp::path!("recordings")
-        .and(warp::get())
-        .and(bearer())
-        .and(with_api.clone())
-        .then(|authorization, api| async move { reply(list_recordings(authorization, api).await) })
-        .boxed();
-    let download = warp::path("recordings")
-        .and(warp::get())
-        .and(warp::path::peek())
-        .and(bearer())
-        .and(with_api.clone())
-        .and_then(|tail: warp::path::Peek, authorization: Authorization, api: Shared| async move {
-            check_download(tail.as_str(), authorization.as_deref(), &api).map_err(error::rejection)
-        })
-        .untuple_one()
-        .and(warp::fs::dir(recordings_dir))
-        .map(Reply::into_response)
-        .boxed();
+    let recordings = recordings::routes(with_api.clone(), recordings_dir);
     let ice_servers = warp::path!("ice-servers")
         .and(warp::get())
         .and(bearer())
@@ -159,8 +129,6 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .boxed();
 
     let conference = join.or(leave).unify().or(update).unify().or(list).unify().or(state).unify().boxed();
-    let recordings =
-        start_recording.or(stop_recording).unify().or(list_recordings).unify().or(download).unify().boxed();
     let operations = ice_servers.or(health).unify().or(metrics).unify().boxed();
     let all: BoxedFilter<(Response,)> =
         conference.or(recordings).unify().or(operations).unify().or(web::routes(web_dir)).unify().boxed();
@@ -194,7 +162,7 @@ pub(crate) fn room_name(room: &str) -> Result<RoomName, ApiError> {
     RoomName::parse(room).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
-fn reply(result: Result<Response, ApiError>) -> Response {
+pub(crate) fn reply(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(Reply::into_response)
 }
 
@@ -208,11 +176,7 @@ struct JoinHttp {
     remote: Option<SocketAddr>,
 }
 
-async fn join(
-    request: JoinHttp,
-    body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin,
-    api: Shared,
-) -> Result<Response, ApiError> {
+async fn join(request: JoinHttp, body: BodyStream, api: Shared) -> Result<Response, ApiError> {
     let room = room_name(&request.room)?;
     let access = api.authorize(request.authorization.as_deref(), Some(room.as_str()), &[])?;
     if let Some(remote) = request.remote {
@@ -226,7 +190,9 @@ async fn join(
     if request.content_length.is_some_and(|len| len > limit) {
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("SDP offer larger than {limit} bytes")));
     }
-    let offer = read_limited(body, limit).await?;
+    let offer = read_body(body, limit, "SDP offer").await?;
+    let offer =
+        String::from_utf8(offer).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "SDP offer is not UTF-8"))?;
     // Sending needs `publish`, receiving `subscribe`.
     let summary = inspect_offer(&offer).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let directions = [summary.audio, summary.video_direction()];
@@ -270,25 +236,38 @@ fn display_name(query: &HashMap<String, String>) -> Result<Option<String>, ApiEr
     }
 }
 
-/// Reads a body of at most `limit` bytes as UTF-8, whatever its transfer encoding.
-async fn read_limited(
-    mut body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin,
-    limit: u64,
-) -> Result<String, ApiError> {
+/// A request body read whole, at most a limit (chunked or not).
+pub(crate) type BodyStream = std::pin::Pin<Box<dyn Stream<Item = Result<bytes::Bytes, warp::Error>> + Send>>;
+
+/// The body of a request as a stream (for [`read_body`]).
+pub(crate) fn body_stream() -> impl Filter<Extract = (BodyStream,), Error = warp::Rejection> + Clone {
+    fn boxed<S, B>(body: S) -> BodyStream
+    where
+        S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
+        B: Buf,
+    {
+        Box::pin(body.map(|chunk| {
+            chunk.map(|mut b| {
+                let n = b.remaining();
+                b.copy_to_bytes(n)
+            })
+        }))
+    }
+    warp::body::stream().map(boxed)
+}
+
+/// Reads a body of at most `limit` bytes, whatever its transfer encoding; `what` names
+/// it in errors ("SDP offer", "JSON body").
+pub(crate) async fn read_body(mut body: BodyStream, limit: u64, what: &str) -> Result<Vec<u8>, ApiError> {
     let mut data = Vec::new();
     while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")))?;
-        if (data.len() + chunk.remaining()) as u64 > limit {
-            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("SDP offer larger than {limit} bytes")));
+        let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")))?;
+        if (data.len() + chunk.len()) as u64 > limit {
+            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("{what} larger than {limit} bytes")));
         }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            data.extend_from_slice(part);
-            let n = part.len();
-            chunk.advance(n);
-        }
+        data.extend_from_slice(&chunk);
     }
-    String::from_utf8(data).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "SDP offer is not UTF-8"))
+    Ok(data)
 }
 
 async fn leave(room: String, id: String, authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
@@ -312,41 +291,6 @@ async fn room_state(room: String, authorization: Authorization, api: Shared) -> 
     api.authorize(authorization.as_deref(), Some(room.as_str()), &[])?;
     let state = api.rooms.state(&room).await.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown room"))?;
     Ok(warp::reply::json(&state).into_response())
-}
-
-async fn start_recording(room: String, authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
-    let room = room_name(&room)?;
-    api.authorize(authorization.as_deref(), Some(room.as_str()), &[Permission::Record])?;
-    let started = api.rooms.start_recording(&room).await?;
-    Ok(warp::reply::with_status(warp::reply::json(&started), StatusCode::CREATED).into_response())
-}
-
-async fn stop_recording(room: String, authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
-    let room = room_name(&room)?;
-    api.authorize(authorization.as_deref(), Some(room.as_str()), &[Permission::Record])?;
-    let stopped = api.rooms.stop_recording(&room).await?;
-    Ok(warp::reply::json(&stopped).into_response())
-}
-
-async fn list_recordings(authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
-    api.authorize(authorization.as_deref(), None, &[Permission::Admin])?;
-    let store = api.rooms.context().recordings.clone();
-    match tokio::task::spawn_blocking(move || store.list()).await {
-        Ok(Ok(files)) => Ok(warp::reply::json(&files).into_response()),
-        Ok(Err(e)) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-        Err(_) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "listing failed")),
-    }
-}
-
-/// Allows a download of a plain recording name by an admin; anything else (another
-/// extension, a path, `..`) is not a recording: 404, never a file outside.
-fn check_download(name: &str, authorization: Option<&str>, api: &Api) -> Result<(), ApiError> {
-    api.authorize(authorization, None, &[Permission::Admin])?;
-    if crate::recordings::is_recording_name(name) {
-        Ok(())
-    } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "no such recording"))
-    }
 }
 
 fn ice_servers(authorization: Authorization, api: Shared) -> Result<Response, ApiError> {

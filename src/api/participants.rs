@@ -3,12 +3,11 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
 use serde::Deserialize;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
-use super::{ApiError, Shared, room_name};
+use super::{ApiError, BodyStream, Shared, read_body, room_name};
 use crate::auth::{Access, Permission};
 use crate::media::tier::{Quality, Tier, parse_quality};
 use crate::room::{ParticipantId, UpdateError};
@@ -51,7 +50,7 @@ pub(super) async fn update(
     id: String,
     content_type: Option<String>,
     authorization: Option<String>,
-    body: Bytes,
+    body: BodyStream,
     api: &Shared,
 ) -> Result<Response, ApiError> {
     let room = room_name(&room)?;
@@ -64,6 +63,7 @@ pub(super) async fn update(
     if !json {
         return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"));
     }
+    let body = read_body(body, 16 * 1024, "JSON body").await?;
     let update: Update = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))?;
     let Some(text) = update.quality else {

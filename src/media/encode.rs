@@ -110,8 +110,15 @@ fn to_frame(sink: &gst_app::AppSink, sample: gst::Sample, frame_period: Duration
     let buffer = sample.buffer_owned()?;
     let pts = buffer.pts().map(|t| Duration::from_nanos(t.nseconds()));
     let duration = buffer.duration().map_or(frame_period, |d| Duration::from_nanos(d.nseconds()));
-    let captured_ns = match (sink.base_time(), buffer.pts()) {
-        (Some(base), Some(pts)) => (base + pts).nseconds(),
+    // Capture time is the frame's running time (through its segment: x264enc's
+    // timestamps carry a 1000-hour offset that its segment takes back) on the clock.
+    let running = sample
+        .segment()
+        .and_then(|s| s.downcast_ref::<gst::ClockTime>())
+        .zip(buffer.pts())
+        .and_then(|(segment, pts)| segment.to_running_time(pts));
+    let captured_ns = match (sink.base_time(), running) {
+        (Some(base), Some(running)) => (base + running).nseconds(),
         _ => 0,
     };
     let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);

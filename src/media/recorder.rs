@@ -1,5 +1,5 @@
-//! Recording the room's mix to a WebM file: the shared VP8 composite and the shared
-//! full Opus mix, muxed as they are (no second encode).
+//! Recording the room's mix to a file: a shared encode of the composite (VP8 in WebM,
+//! H.264 in MP4) and the shared full Opus mix, muxed as they are (no second encode).
 //!
 //! Frames arrive from two threads (the composite's streaming thread, the audio mixer
 //! thread) stamped with their capture time on the monotonic clock GStreamer and the
@@ -19,6 +19,34 @@ use gstreamer_app as gst_app;
 use super::MediaError;
 use super::template::{self, render};
 use crate::metrics::{self, GaugeGuard};
+
+/// The file format of a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Container {
+    /// WebM: VP8 + Opus.
+    Webm,
+    /// Fragmented MP4: H.264 + Opus.
+    Mp4,
+}
+
+impl Container {
+    /// The file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Webm => "webm",
+            Self::Mp4 => "mp4",
+        }
+    }
+
+    /// The video codec it holds.
+    pub fn video_codec(self) -> super::codec::VideoCodec {
+        match self {
+            Self::Webm => super::codec::VideoCodec::Vp8,
+            Self::Mp4 => super::codec::VideoCodec::H264,
+        }
+    }
+}
 
 /// The composite's format, when the recording has video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,18 +93,22 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
 impl Recorder {
     /// Starts writing `path` (which must exist and be empty: the caller creates it so
     /// that no recording overwrites another).
-    pub fn start(path: &Path, video: Option<VideoFormat>) -> Result<Self, MediaError> {
+    pub fn start(path: &Path, container: Container, video: Option<VideoFormat>) -> Result<Self, MediaError> {
         super::init()?;
+        let (with_video, audio_only) = match container {
+            Container::Webm => (template::RECORD_WEBM, template::RECORD_WEBM_AUDIO),
+            Container::Mp4 => (template::RECORD_MP4, template::RECORD_MP4_AUDIO),
+        };
         let (template, values) = match video {
             Some(v) => (
-                template::RECORD_WEBM,
+                with_video,
                 std::collections::HashMap::from([
                     ("width", v.width.to_string()),
                     ("height", v.height.to_string()),
                     ("fps", v.fps.to_string()),
                 ]),
             ),
-            None => (template::RECORD_WEBM_AUDIO, std::collections::HashMap::new()),
+            None => (audio_only, std::collections::HashMap::new()),
         };
         let description = render(template, &values)?;
         let pipeline = gst::parse::launch(&description)

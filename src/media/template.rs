@@ -21,6 +21,10 @@ pub const VIDEO_ENCODE_H264: &str = include_str!("../../pipelines/video-encode-h
 pub const RECORD_WEBM: &str = include_str!("../../pipelines/record-webm.pipeline");
 /// A recording of an audio-only room to WebM.
 pub const RECORD_WEBM_AUDIO: &str = include_str!("../../pipelines/record-webm-audio.pipeline");
+/// A recording of the room's mix (H.264 composite + full audio mix) to MP4.
+pub const RECORD_MP4: &str = include_str!("../../pipelines/record-mp4.pipeline");
+/// A recording of an audio-only room to MP4.
+pub const RECORD_MP4_AUDIO: &str = include_str!("../../pipelines/record-mp4-audio.pipeline");
 /// A synthetic participant's camera (tests, load generator).
 pub const CLIENT_SEND_VIDEO: &str = include_str!("../../pipelines/client-send-video.pipeline");
 /// A synthetic participant's decoder for the composite it receives.
@@ -105,6 +109,10 @@ mod tests {
             VIDEO_OUTPUT,
             VIDEO_ENCODE_VP8,
             VIDEO_ENCODE_H264,
+            RECORD_WEBM,
+            RECORD_WEBM_AUDIO,
+            RECORD_MP4,
+            RECORD_MP4_AUDIO,
             CLIENT_SEND_VIDEO,
             CLIENT_RECEIVE_VIDEO,
         ] {

@@ -2,17 +2,21 @@
 //! decision takes `now`.
 //!
 //! A receiver on `auto` follows an estimate of what its link carries:
-//! - the receiver's own estimate, when it sends one (RTCP REMB, from browsers);
+//! - the receiver's own estimate (RTCP REMB, from browsers), but only when it is
+//!   below what is being sent: a browser caps its estimate near 1.5x what arrives,
+//!   so with an encoder sending less than its target (simple content, a busy
+//!   machine) a REMB under the tier's bitrate says nothing about the link. Below what
+//!   is sent it is congestion (browsers drop to ~0.85x what arrives on overuse);
 //! - loss in its receiver reports: above 10 % lost, the link carries about what was
 //!   sent times the fraction that arrived (a bottleneck queue drops the rest).
 //!
 //! Down: as soon as a report shows heavy loss, or once the estimate has stayed below
 //! what the tier needs for [`DOWN_AFTER`], the receiver moves to the best tier the
-//! estimate carries (the contract allows 5 s). Up: after [`UP_AFTER`] without loss
-//! (and with a REMB, only when it leaves room for the next tier), one tier up. An up
-//! move that brings loss within [`PROBATION`] is undone and the next attempt waits
-//! twice as long (up to [`UP_AFTER_MAX`]), so a link at the edge of a tier does not
-//! flap.
+//! estimate carries (the contract allows 5 s). Up: after [`UP_AFTER`] without loss or
+//! congestion, one tier up (a REMB cannot show room for a tier never sent, so the
+//! move is a probe). A move up that brings loss or congestion within [`PROBATION`] is
+//! undone and the next attempt waits twice as long (up to [`UP_AFTER_MAX`]), so a
+//! link at the edge of a tier does not flap.
 
 use std::time::{Duration, Instant};
 
@@ -62,10 +66,8 @@ pub const HEAVY_LOSS: f64 = 0.10;
 pub const LIGHT_LOSS: f64 = 0.02;
 /// A tier needs its bitrate times this (packet headers, retransmissions).
 pub const OVERHEAD: f64 = 1.1;
-/// A REMB must leave this much above the next tier's need before moving up.
-pub const UP_HEADROOM: f64 = 1.2;
-/// A REMB older than this no longer counts.
-const REMB_MAX_AGE: Duration = Duration::from_secs(5);
+/// A REMB below what is sent times this is congestion.
+pub const REMB_CONGESTED: f64 = 0.9;
 
 /// What a receiver's RTCP said in one report.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -84,7 +86,6 @@ pub struct TierPolicy {
     current: usize,
     /// The link's estimated capacity, bits/s, when something told us.
     estimate_bps: Option<f64>,
-    remb: Option<(u64, Instant)>,
     below_since: Option<Instant>,
     clean_since: Instant,
     up_wait: Duration,
@@ -99,7 +100,6 @@ impl TierPolicy {
             bitrates,
             current,
             estimate_bps: None,
-            remb: None,
             below_since: None,
             clean_since: now,
             up_wait: UP_AFTER,
@@ -139,8 +139,13 @@ impl TierPolicy {
     /// the tier to move to, if it should move.
     pub fn on_feedback(&mut self, now: Instant, feedback: Feedback, sent_bps: f64) -> Option<usize> {
         if let Some(remb) = feedback.remb_bps {
-            self.remb = Some((remb, now));
-            self.estimate_bps = Some(remb as f64);
+            if (remb as f64) < sent_bps * REMB_CONGESTED {
+                self.estimate_bps = Some(remb as f64);
+                self.clean_since = now;
+            } else {
+                // Application-limited: the link carries at least what is sent.
+                self.estimate_bps = None;
+            }
         }
         let mut heavy = false;
         if let Some(loss) = feedback.loss {
@@ -153,23 +158,30 @@ impl TierPolicy {
                 self.clean_since = now;
             }
         }
-        if heavy && self.probation_until.is_some_and(|until| now < until) {
+        let on_probation = self.probation_until.is_some_and(|until| now < until);
+        if heavy && on_probation {
             // The last move up did not hold: back down, and wait longer next time.
-            self.probation_until = None;
-            self.up_wait = (self.up_wait * 2).min(UP_AFTER_MAX);
-            return self.move_to(self.current + 1, now);
+            return self.undo_move_up(now);
         }
-        let estimate = self.estimate_bps?;
-        if estimate >= self.need(self.current) {
+        let Some(estimate) = self.estimate_bps.filter(|e| *e < self.need(self.current)) else {
             self.below_since = None;
             return None;
-        }
+        };
         let since = *self.below_since.get_or_insert(now);
+        if on_probation && now.duration_since(since) >= DOWN_AFTER {
+            return self.undo_move_up(now);
+        }
         if heavy || now.duration_since(since) >= DOWN_AFTER {
             let target = self.best_for(estimate).max(self.current + 1).min(self.bitrates.len() - 1);
             return self.move_to(target, now);
         }
         None
+    }
+
+    fn undo_move_up(&mut self, now: Instant) -> Option<usize> {
+        self.probation_until = None;
+        self.up_wait = (self.up_wait * 2).min(UP_AFTER_MAX);
+        self.move_to(self.current + 1, now)
     }
 
     /// Time passing without reports: moves up after a clean stretch. Returns the tier
@@ -183,17 +195,10 @@ impl TierPolicy {
         if self.current == 0 || now.duration_since(self.clean_since) < self.up_wait {
             return None;
         }
-        let next = self.current - 1;
-        let remb_fresh = self.remb.filter(|(_, at)| now.duration_since(*at) < REMB_MAX_AGE);
-        if let Some((remb, _)) = remb_fresh
-            && (remb as f64) < self.need(next) * UP_HEADROOM
-        {
-            return None;
-        }
-        // Loss-free on the current tier: what we knew of the link no longer caps it.
-        self.estimate_bps = remb_fresh.map(|(remb, _)| remb as f64);
+        // Clean on the current tier: what we knew of the link no longer caps it.
+        self.estimate_bps = None;
         self.probation_until = Some(now + PROBATION);
-        self.move_to(next, now)
+        self.move_to(self.current - 1, now)
     }
 
     /// When [`Self::on_tick`] next has something to decide.
@@ -298,16 +303,55 @@ mod tests {
         assert_eq!(p.on_tick(back + UP_AFTER * 2), Some(0), "after twice as long");
     }
 
+    fn remb(bps: u64) -> Feedback {
+        Feedback { loss: None, remb_bps: Some(bps) }
+    }
+
     #[test]
-    fn a_remb_without_room_for_the_next_tier_holds_the_move_up() {
+    fn an_application_limited_remb_below_the_tier_moves_nothing() {
+        // Simple content or a busy encoder sends 300 kbit/s on the 1.5 Mbit/s tier;
+        // the browser's estimate follows what arrives (~1.5x), far under the tier.
+        let t0 = Instant::now();
+        let mut p = policy(t0);
+        for s in 0..20 {
+            assert_eq!(p.on_feedback(t0 + Duration::from_secs(s), remb(450_000), 300_000.0), None, "at {s} s");
+        }
+        assert_eq!(p.current(), 0);
+    }
+
+    #[test]
+    fn an_application_limited_remb_does_not_hold_the_move_up() {
+        let t0 = Instant::now();
+        let mut p = TierPolicy::new(TIERS.to_vec(), 2, t0);
+        for s in 0..10 {
+            p.on_feedback(t0 + Duration::from_secs(s), remb(200_000), 140_000.0);
+        }
+        assert_eq!(p.on_tick(t0 + UP_AFTER), Some(1));
+    }
+
+    #[test]
+    fn congestion_after_a_move_up_undoes_it_and_the_next_try_waits_longer() {
         let t0 = Instant::now();
         let mut p = TierPolicy::new(TIERS.to_vec(), 1, t0);
-        let remb = Feedback { loss: Some(0.0), remb_bps: Some(900_000) };
-        p.on_feedback(t0 + Duration::from_secs(9), remb, 660_000.0);
+        assert_eq!(p.on_tick(t0 + UP_AFTER), Some(0));
+        // The link carries ~900 kbit/s: the browser's estimate drops under what is sent.
+        let up = t0 + UP_AFTER;
+        assert_eq!(p.on_feedback(up + Duration::from_secs(1), remb(800_000), 1_500_000.0), None);
+        assert_eq!(p.on_feedback(up + Duration::from_millis(2600), remb(780_000), 1_500_000.0), Some(1));
+        let back = up + Duration::from_millis(2600);
+        assert_eq!(p.on_tick(back + UP_AFTER), None, "not after the usual 10 s");
+        assert_eq!(p.on_tick(back + UP_AFTER * 2), Some(0), "after twice as long");
+    }
+
+    #[test]
+    fn a_congested_remb_holds_the_move_up() {
+        let t0 = Instant::now();
+        let mut p = TierPolicy::new(TIERS.to_vec(), 1, t0);
+        // The encoder overshoots medium (800 kbit/s sent); the estimate stays under
+        // what is sent but carries medium's need.
+        assert_eq!(p.on_feedback(t0 + Duration::from_secs(9), remb(680_000), 800_000.0), None);
         assert_eq!(p.on_tick(t0 + Duration::from_secs(11)), None);
-        let remb = Feedback { loss: Some(0.0), remb_bps: Some(2_500_000) };
-        p.on_feedback(t0 + Duration::from_secs(12), remb, 660_000.0);
-        assert_eq!(p.on_tick(t0 + Duration::from_secs(12)), Some(0));
+        assert_eq!(p.on_tick(t0 + Duration::from_secs(19)), Some(0));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::config::MediaConfig;
 use crate::media::MediaError;
 use crate::media::audio::{AudioCommand, AudioMixer, AudioMixerConfig, AudioOutput, FRAME_DURATION};
 use crate::media::encode::{EncodeSpec, EncodedFrame, FrameSink};
-use crate::media::recorder::{Recorder, VideoFormat};
+use crate::media::recorder::{Container, Recorder, VideoFormat};
 use crate::media::tier::Tier;
 use crate::media::video::VideoMixer;
 use crate::rtc::codecs::opus_capability;
@@ -177,6 +177,7 @@ impl RoomMedia {
     pub fn start_recording(
         &mut self,
         room: &str,
+        container: Container,
         tier: Option<&Tier>,
         encode: Option<EncodeKey>,
         config: &MediaConfig,
@@ -185,10 +186,10 @@ impl RoomMedia {
         if self.recording.is_some() {
             return Err(RecordingError::AlreadyRecording);
         }
-        let new = tokio::task::block_in_place(|| store.create(room))?;
+        let new = tokio::task::block_in_place(|| store.create(room, container))?;
         let format =
             tier.filter(|_| encode.is_some()).map(|t| VideoFormat { width: t.width, height: t.height, fps: t.fps });
-        let recorder = match tokio::task::block_in_place(|| Recorder::start(&new.path, format)) {
+        let recorder = match tokio::task::block_in_place(|| Recorder::start(&new.path, container, format)) {
             Ok(r) => Arc::new(r),
             Err(e) => {
                 let _ = std::fs::remove_file(&new.path);

@@ -210,9 +210,15 @@ impl Rooms {
         self.ask(room, |reply| RoomCommand::State { reply }).await.flatten()
     }
 
-    /// Starts recording a room's mix.
-    pub async fn start_recording(&self, room: &RoomName) -> Result<RecordingStarted, RecordingError> {
-        self.ask(room, |reply| RoomCommand::StartRecording { reply }).await.unwrap_or(Err(RecordingError::UnknownRoom))
+    /// Starts recording a room's mix in `container`.
+    pub async fn start_recording(
+        &self,
+        room: &RoomName,
+        container: crate::media::recorder::Container,
+    ) -> Result<RecordingStarted, RecordingError> {
+        self.ask(room, |reply| RoomCommand::StartRecording { container, reply })
+            .await
+            .unwrap_or(Err(RecordingError::UnknownRoom))
     }
 
     /// Stops a room's recording and finalizes the file.

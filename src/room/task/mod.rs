@@ -27,6 +27,7 @@ use super::{
 };
 use crate::media::audio::AudioCommand;
 use crate::media::codec::VideoCodec;
+use crate::media::recorder::Container;
 use crate::media::tier::Quality;
 use crate::rtc::codecs::video_capability;
 use crate::rtc::forward::{ForwardEvent, Forwarder};
@@ -62,6 +63,7 @@ pub(super) enum RoomCommand {
         reply: oneshot::Sender<Option<RoomState>>,
     },
     StartRecording {
+        container: Container,
         reply: oneshot::Sender<Result<RecordingStarted, RecordingError>>,
     },
     StopRecording {
@@ -248,8 +250,8 @@ impl RoomTask {
                 });
                 let _ = reply.send(state);
             }
-            RoomCommand::StartRecording { reply } => {
-                let _ = reply.send(self.start_recording());
+            RoomCommand::StartRecording { container, reply } => {
+                let _ = reply.send(self.start_recording(container));
             }
             RoomCommand::StopRecording { reply } => match self.media.as_mut().and_then(RoomMedia::detach_recording) {
                 // Finalizing takes a moment; the room goes on meanwhile.
@@ -542,7 +544,7 @@ fn refuse(cmd: RoomCommand) {
         RoomCommand::State { reply } => {
             let _ = reply.send(None);
         }
-        RoomCommand::StartRecording { reply } => {
+        RoomCommand::StartRecording { reply, .. } => {
             let _ = reply.send(Err(RecordingError::UnknownRoom));
         }
         RoomCommand::StopRecording { reply } => {

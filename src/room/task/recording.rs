@@ -4,15 +4,16 @@
 use super::super::core::{EncodeKey, Input};
 use super::super::{RecordingError, RecordingStarted};
 use super::RoomTask;
-use crate::media::codec::VideoCodec;
+use crate::media::recorder::Container;
 
 impl RoomTask {
-    pub(super) fn start_recording(&mut self) -> Result<RecordingStarted, RecordingError> {
+    pub(super) fn start_recording(&mut self, container: Container) -> Result<RecordingStarted, RecordingError> {
         let Some(media) = self.media.as_ref() else { return Err(RecordingError::UnknownRoom) };
         // The recording has video when the room has a composite (someone negotiated
         // video, even only to watch: cameras may come later); it records the top
-        // tier's VP8 encode, started for it if nobody receives that.
-        let encode = media.video.as_ref().map(|_| EncodeKey { codec: VideoCodec::Vp8, tier: 0 });
+        // tier's encode in the container's codec, started for it if nobody receives
+        // that.
+        let encode = media.video.as_ref().map(|_| EncodeKey { codec: container.video_codec(), tier: 0 });
         if let Some(key) = encode {
             self.core.handle(std::time::Instant::now(), Input::Consumer(key, true));
             self.perform_actions();
@@ -21,6 +22,7 @@ impl RoomTask {
         let media = self.media.as_mut().ok_or(RecordingError::UnknownRoom)?;
         let result = media.start_recording(
             self.slot.name.as_str(),
+            container,
             tier.as_ref(),
             encode,
             &self.ctx.config.media,
@@ -40,7 +42,7 @@ impl RoomTask {
             return;
         }
         self.auto_recording_tried = true;
-        if let Err(e) = self.start_recording() {
+        if let Err(e) = self.start_recording(Container::Webm) {
             tracing::error!(room = %self.slot.name, error = %e, "cannot start automatic recording");
         }
     }
