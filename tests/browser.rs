@@ -15,6 +15,9 @@ async fn the_page_is_served_embedded_with_its_content_types() {
         ("/", "text/html; charset=utf-8"),
         ("/index.html", "text/html; charset=utf-8"),
         ("/app.js", "text/javascript; charset=utf-8"),
+        ("/stats.js", "text/javascript; charset=utf-8"),
+        ("/media.js", "text/javascript; charset=utf-8"),
+        ("/quality.js", "text/javascript; charset=utf-8"),
         ("/style.css", "text/css; charset=utf-8"),
         ("/favicon.svg", "image/svg+xml"),
     ] {
@@ -25,7 +28,7 @@ async fn the_page_is_served_embedded_with_its_content_types() {
         assert!(!r.text().await.unwrap().is_empty(), "{path}");
     }
     let page = reqwest::get(format!("{}/", server.url)).await.unwrap().text().await.unwrap();
-    for reference in ["/app.js", "/style.css"] {
+    for reference in ["/app.js", "/stats.js", "/media.js", "/quality.js", "/style.css"] {
         assert!(page.contains(reference), "the page loads {reference}");
     }
     let r = reqwest::get(format!("{}/missing.js", server.url)).await.unwrap();

@@ -18,10 +18,12 @@
  *         video: {width, height, fps, framesDecoded, framesDropped,
  *                 packetsReceived, packetsLost, lossPercent, codec},
  *         audio: {packetsReceived, packetsLost, lossPercent, jitterMs, codec},
+ *         receive: {codec, quality, auto} | null,  // what the server sends this page
  *         bitrateInKbps, bitrateOutKbps,  // null until the second sample
  *         rttMs } }
  *   mcu.join()             same as clicking Join (reads the form)
  *   mcu.leave()            same as clicking Leave
+ *   mcu.setQuality(q)      same as choosing `q` (auto/high/medium/low) in the menu
  */
 "use strict";
 
@@ -29,7 +31,6 @@
   const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
   const TOKEN_KEY = "mcu.token";
   const NAME_KEY = "mcu.name";
-  const ICE_GATHER_TIMEOUT_MS = 2000;
   const POLL_ROOM_MS = 2000;
   const STATS_MS = 1000;
 
@@ -46,7 +47,8 @@
     count: $("participant-count"), participants: $("participants"),
     statResolution: $("stat-resolution"), statFps: $("stat-fps"), statFrames: $("stat-frames"),
     statLoss: $("stat-loss"), statAudio: $("stat-audio"), statIn: $("stat-in"), statOut: $("stat-out"),
-    statRtt: $("stat-rtt"),
+    statRtt: $("stat-rtt"), statReceive: $("stat-receive"),
+    codec: $("codec"), quality: $("quality"), qualityResult: $("quality-result"),
     recStart: $("rec-start"), recStop: $("rec-stop"), recStatus: $("rec-status"),
     recRefresh: $("rec-refresh"), recordings: $("recordings"),
   };
@@ -54,12 +56,7 @@
   // Everything about the current call; reset by leave().
   let call = null;
   let joining = false;
-  const emptyStats = () => ({
-    timestamp: 0,
-    video: { width: 0, height: 0, fps: 0, framesDecoded: 0, framesDropped: 0, packetsReceived: 0, packetsLost: 0, lossPercent: 0, codec: "" },
-    audio: { packetsReceived: 0, packetsLost: 0, lossPercent: 0, jitterMs: 0, codec: "" },
-    bitrateInKbps: null, bitrateOutKbps: null, rttMs: null, // null until two samples exist
-  });
+  const emptyStats = () => window.mcuStats.empty();
 
   // ---------- helpers ----------
 
@@ -98,24 +95,6 @@
       (text && text.length < 200 ? ": " + text : "");
   }
 
-  function formatBytes(n) {
-    if (!Number.isFinite(n)) return "?";
-    if (n < 1024) return n + " B";
-    if (n < 1024 * 1024) return (n / 1024).toFixed(1) + " KiB";
-    return (n / (1024 * 1024)).toFixed(1) + " MiB";
-  }
-
-  function formatKbps(k) {
-    if (!Number.isFinite(k)) return "–";
-    return k >= 1000 ? (k / 1000).toFixed(2) + " Mbit/s" : Math.round(k) + " kbit/s";
-  }
-
-  function formatDuration(ms) {
-    if (!Number.isFinite(ms)) return "?";
-    const s = Math.round(ms / 1000);
-    return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
-  }
-
   function roomLink(room) {
     return location.origin + "/?room=" + encodeURIComponent(room);
   }
@@ -143,48 +122,6 @@
 
   // ---------- media ----------
 
-  async function getLocalMedia(wantAudio, wantVideo) {
-    const result = { stream: null, audio: null, video: null, notice: "" };
-    if (!wantAudio && !wantVideo) {
-      result.notice = "Camera and microphone off: joining receive-only (you watch and listen).";
-      return result;
-    }
-    const md = navigator.mediaDevices;
-    let stream = null;
-    let firstError = null;
-    if (md && md.getUserMedia) {
-      try {
-        stream = await md.getUserMedia({ audio: wantAudio, video: wantVideo });
-      } catch (e) {
-        firstError = e;
-        // Both asked for and one is missing or denied: try each alone.
-        if (wantAudio && wantVideo) {
-          for (const c of [{ audio: true }, { video: true }]) {
-            try { stream = await md.getUserMedia(c); break; } catch (_) { /* next */ }
-          }
-        }
-      }
-    } else {
-      firstError = new Error("media devices unavailable (the page needs HTTPS or localhost)");
-    }
-    if (stream) {
-      result.stream = stream;
-      result.audio = stream.getAudioTracks()[0] || null;
-      result.video = stream.getVideoTracks()[0] || null;
-    }
-    const gotA = !!result.audio, gotV = !!result.video;
-    const why = firstError ? " (" + (firstError.message || firstError.name) + ")" : "";
-    if (!gotA && !gotV) {
-      result.notice = (wantVideo && wantAudio ? "No camera or microphone" : wantVideo ? "No camera" : "No microphone") +
-        why + ": joining receive-only (you watch and listen).";
-    } else if (!gotV) {
-      result.notice = (wantVideo ? "No camera" + why : "Camera off") + ": joining with audio only.";
-    } else if (!gotA) {
-      result.notice = (wantAudio ? "No microphone" + why : "Microphone off") + ": joining with video only.";
-    }
-    return result;
-  }
-
   async function fetchIceServers() {
     try {
       const r = await api("/ice-servers", { cache: "no-store" });
@@ -194,23 +131,6 @@
     } catch (_) {
       return [];
     }
-  }
-
-  function waitIceGathering(pc) {
-    if (pc.iceGatheringState === "complete") return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        pc.removeEventListener("icegatheringstatechange", check);
-        pc.removeEventListener("icecandidate", onCandidate);
-        resolve();
-      };
-      const check = () => { if (pc.iceGatheringState === "complete") done(); };
-      const onCandidate = (e) => { if (!e.candidate) done(); };
-      const timer = setTimeout(done, ICE_GATHER_TIMEOUT_MS);
-      pc.addEventListener("icegatheringstatechange", check);
-      pc.addEventListener("icecandidate", onCandidate);
-    });
   }
 
   async function playAudio() {
@@ -258,12 +178,14 @@
     const ensureCurrent = () => { if (call !== c) throw new Error("cancelled"); };
     try {
       const iceServers = await fetchIceServers();
-      media = await getLocalMedia(el.microphone.checked, el.camera.checked);
+      media = await window.mcuMedia.getLocalMedia(el.microphone.checked, el.camera.checked);
       pc = new RTCPeerConnection({ iceServers });
       const streams = media.stream ? [media.stream] : [];
       // Always receive both kinds; send what we have. Audio first, then video.
       pc.addTransceiver(media.audio || "audio", { direction: media.audio ? "sendrecv" : "recvonly", streams });
-      pc.addTransceiver(media.video || "video", { direction: media.video ? "sendrecv" : "recvonly", streams });
+      const video = pc.addTransceiver(media.video || "video", { direction: media.video ? "sendrecv" : "recvonly", streams });
+      if (el.codec.value) window.mcuQuality.preferCodec(video, el.codec.value);
+      const quality = el.quality.value;
 
       c = call = {
         pc, room, name, media, url: null, id: null, participants: [], recording: null, roomError: "",
@@ -274,9 +196,12 @@
 
       await pc.setLocalDescription(await pc.createOffer());
       ensureCurrent();
-      await waitIceGathering(pc);
+      await window.mcuMedia.waitIceGathering(pc);
       ensureCurrent();
-      const q = name ? "?name=" + encodeURIComponent(name) : "";
+      const params = new URLSearchParams();
+      if (name) params.set("name", name);
+      if (quality !== "auto") params.set("quality", quality);
+      const q = params.toString() ? "?" + params.toString() : "";
       const r = await api("/rooms/" + encodeURIComponent(room) + "/join" + q, {
         method: "POST",
         headers: { "Content-Type": "application/sdp" },
@@ -480,52 +405,12 @@
     let report;
     try { report = await c.pc.getStats(); } catch (_) { return; }
     if (call !== c) return;
-    const now = performance.now();
-    const s = emptyStats();
-    s.timestamp = Date.now();
-    let bytesIn = 0, bytesOut = 0;
-    const codecs = new Map();
-    report.forEach((r) => { if (r.type === "codec") codecs.set(r.id, r.mimeType || ""); });
-    report.forEach((r) => {
-      if (r.type === "inbound-rtp") {
-        bytesIn += r.bytesReceived || 0;
-        const kind = r.kind || r.mediaType;
-        if (kind === "video") {
-          s.video.width = r.frameWidth || 0;
-          s.video.height = r.frameHeight || 0;
-          s.video.framesDecoded = r.framesDecoded || 0;
-          s.video.framesDropped = r.framesDropped || 0;
-          s.video.packetsReceived = r.packetsReceived || 0;
-          s.video.packetsLost = r.packetsLost || 0;
-          s.video.fps = r.framesPerSecond || 0;
-          s.video.codec = codecs.get(r.codecId) || "";
-        } else if (kind === "audio") {
-          s.audio.packetsReceived = r.packetsReceived || 0;
-          s.audio.packetsLost = r.packetsLost || 0;
-          s.audio.jitterMs = Math.round((r.jitter || 0) * 1000);
-          s.audio.codec = codecs.get(r.codecId) || "";
-        }
-      } else if (r.type === "outbound-rtp") {
-        bytesOut += r.bytesSent || 0;
-      } else if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded") {
-        if (Number.isFinite(r.currentRoundTripTime)) s.rttMs = Math.round(r.currentRoundTripTime * 1000);
-      }
-    });
-    const loss = (lost, got) => (lost + got > 0 ? (100 * Math.max(lost, 0)) / (lost + got) : 0);
-    s.video.lossPercent = loss(s.video.packetsLost, s.video.packetsReceived);
-    s.audio.lossPercent = loss(s.audio.packetsLost, s.audio.packetsReceived);
-    const prev = c.prevStats;
-    if (prev) {
-      const dt = (now - prev.at) / 1000;
-      if (dt > 0) {
-        s.bitrateInKbps = Math.max(0, ((bytesIn - prev.bytesIn) * 8) / dt / 1000);
-        s.bitrateOutKbps = Math.max(0, ((bytesOut - prev.bytesOut) * 8) / dt / 1000);
-        if (!s.video.fps) s.video.fps = Math.max(0, (s.video.framesDecoded - prev.framesDecoded) / dt);
-      }
-    }
-    c.prevStats = { at: now, bytesIn, bytesOut, framesDecoded: s.video.framesDecoded };
-    c.stats = s;
-    renderStats(s);
+    const { stats, prev } = window.mcuStats.sample(report, c.prevStats, performance.now());
+    const me = c.participants.find((p) => p.id === c.id);
+    stats.receive = me && me.receive ? Object.assign({}, me.receive) : null;
+    c.prevStats = prev;
+    c.stats = stats;
+    renderStats(stats);
   }
 
   function renderStats(s) {
@@ -535,13 +420,15 @@
     el.statFrames.textContent = String(s.video.framesDecoded);
     el.statLoss.textContent = s.video.packetsLost + " (" + s.video.lossPercent.toFixed(1) + " %)";
     el.statAudio.textContent = s.audio.packetsReceived + (s.audio.packetsLost ? " (" + s.audio.packetsLost + " lost)" : "");
-    el.statIn.textContent = formatKbps(s.bitrateInKbps);
-    el.statOut.textContent = formatKbps(s.bitrateOutKbps);
+    el.statIn.textContent = window.mcuFormat.formatKbps(s.bitrateInKbps);
+    el.statOut.textContent = window.mcuFormat.formatKbps(s.bitrateOutKbps);
     el.statRtt.textContent = s.rttMs == null ? "–" : s.rttMs + " ms";
+    el.statReceive.textContent = window.mcuStats.describeReceive(s.receive);
+    if (s.receive && !s.receive.auto && document.activeElement !== el.quality) el.quality.value = s.receive.quality;
   }
 
   function resetStatsView() {
-    for (const k of ["statResolution", "statFps", "statFrames", "statLoss", "statAudio", "statIn", "statOut", "statRtt"]) {
+    for (const k of ["statResolution", "statReceive", "statFps", "statFrames", "statLoss", "statAudio", "statIn", "statOut", "statRtt"]) {
       el[k].textContent = "–";
     }
   }
@@ -576,7 +463,7 @@
       if (!r.ok) throw new Error(await errorText(r));
       const body = await r.json().catch(() => ({}));
       el.recStatus.textContent = "Saved " + (body.file || "recording") + ": " +
-        formatDuration(body.duration_ms) + ", " + formatBytes(body.bytes) + ".";
+        window.mcuFormat.formatDuration(body.duration_ms) + ", " + window.mcuFormat.formatBytes(body.bytes) + ".";
       pollRoom();
       loadRecordings();
     } catch (e) {
@@ -607,7 +494,7 @@
         a.addEventListener("click", downloadWithToken);
         const size = document.createElement("span");
         size.className = "muted";
-        size.textContent = formatBytes(f.bytes);
+        size.textContent = window.mcuFormat.formatBytes(f.bytes);
         li.append(a, size);
         return li;
       }));
@@ -661,6 +548,32 @@
     }
   }
 
+  // ---------- quality ----------
+
+  /** Asks the server for another tier (or `auto`) for this page. */
+  async function changeQuality() {
+    const wanted = el.quality.value;
+    window.mcuQuality.remember(wanted);
+    const c = call;
+    if (!c || !c.url) return;
+    el.qualityResult.textContent = "…";
+    try {
+      const r = await api(c.url, {
+        method: "PATCH",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ quality: wanted }),
+      });
+      if (!r.ok) throw new Error(await errorText(r));
+      const body = await r.json();
+      if (call !== c) return;
+      el.qualityResult.textContent = "";
+      const me = c.participants.find((p) => p.id === c.id);
+      if (me) me.receive = body.receive;
+    } catch (e) {
+      if (call === c) el.qualityResult.textContent = "Could not change quality: " + ((e && e.message) || e);
+    }
+  }
+
   // ---------- wiring ----------
 
   el.form.addEventListener("submit", (e) => { e.preventDefault(); join(); });
@@ -670,12 +583,14 @@
   el.recStart.addEventListener("click", startRecording);
   el.recStop.addEventListener("click", stopRecording);
   el.recRefresh.addEventListener("click", loadRecordings);
+  el.quality.addEventListener("change", changeQuality);
   el.room.addEventListener("input", () => {
     el.room.setCustomValidity(el.room.value === "" || ROOM_RE.test(el.room.value.trim()) ? "" : "invalid room name");
   });
   window.addEventListener("pagehide", () => teardown(true, true));
 
   prefill();
+  el.quality.value = window.mcuQuality.initial();
 
   window.mcu = {
     get pc() { return call ? call.pc : null; },
@@ -702,5 +617,9 @@
     },
     join,
     leave,
+    setQuality(q) {
+      el.quality.value = q;
+      return changeQuality();
+    },
   };
 })();

@@ -18,6 +18,21 @@ struct Asset {
 const ASSETS: &[Asset] = &[
     Asset { path: "index.html", content_type: "text/html; charset=utf-8", body: include_str!("../../web/index.html") },
     Asset { path: "app.js", content_type: "text/javascript; charset=utf-8", body: include_str!("../../web/app.js") },
+    Asset {
+        path: "stats.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../web/stats.js"),
+    },
+    Asset {
+        path: "media.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../web/media.js"),
+    },
+    Asset {
+        path: "quality.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../web/quality.js"),
+    },
     Asset { path: "style.css", content_type: "text/css; charset=utf-8", body: include_str!("../../web/style.css") },
     Asset { path: "favicon.svg", content_type: "image/svg+xml", body: include_str!("../../web/favicon.svg") },
 ];

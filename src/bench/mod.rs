@@ -4,6 +4,7 @@
 //! (`mcu bench all`).
 
 pub mod connect;
+pub mod encode;
 pub mod janus;
 pub mod limit;
 pub mod load;

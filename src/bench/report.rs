@@ -85,6 +85,23 @@ pub fn headline(r: &Results) -> String {
              p99 answer to connected {worst_quiet:.0} ms at worst without the hog."
         );
     }
+    if !r.encode.is_empty() {
+        use super::encode::{Content, Encoder};
+        let cost = |tier: &str, encoder: Encoder| {
+            r.encode.iter().find(|e| e.content == Content::ZonePlate && e.tier == tier && e.encoder == encoder)
+        };
+        let tiers: Vec<String> = ["high", "medium", "low"]
+            .iter()
+            .filter_map(|t| {
+                let (v, h) = (cost(t, Encoder::Vp8)?, cost(t, Encoder::X264Superfast)?);
+                Some(format!(
+                    "{t} VP8 {:.3} / H.264 {:.3} cores ({:.1} / {:.1} dB)",
+                    v.cores, h.cores, v.psnr_db, h.psnr_db
+                ))
+            })
+            .collect();
+        let _ = writeln!(s, "- One encode of the composite (zone plate), per tier: {}.", tiers.join("; "));
+    }
     if let Some(a) = r.audio_only.last()
         && let (Some(m), Some(j)) = (&a.mcu, &a.janus)
     {
@@ -206,6 +223,26 @@ pub fn tables(r: &Results) -> String {
         let _ = writeln!(s, "{}", super::connect::ConnectSummary::header());
         for c in &r.connect {
             let _ = writeln!(s, "{}", c.row());
+        }
+        let _ = writeln!(s);
+    }
+
+    if !r.encode.is_empty() {
+        let _ = writeln!(s, "### 4c. One encode per tier, codec and encoder\n");
+        let _ = writeln!(
+            s,
+            "What one (codec, tier) encode of the composite costs and what its receivers see. {} s of each picture \
+             are made first and kept in memory, then encoded alone as fast as the machine goes (CPU seconds over \
+             media seconds = cores one real-time encode takes, with the server's settings: same templates, threads \
+             and bitrates); the frames are then decoded and compared with their sources (luma PSNR, SSIM over 8x8 \
+             windows). \"talking head\" is a still pinwheel with a moving zone plate in its middle third. Measured on {} \
+             with `mcu bench all --only encode`.\n",
+            super::encode::SECONDS,
+            r.encode_date
+        );
+        let _ = writeln!(s, "{}", super::encode::EncodeRow::header());
+        for row in &r.encode {
+            let _ = writeln!(s, "{}", row.line());
         }
         let _ = writeln!(s);
     }

@@ -105,6 +105,12 @@ pub struct Results {
     /// When the join runs were made (UTC; they may come from a later partial run).
     #[serde(default)]
     pub connect_date: String,
+    /// One encode's cost and picture quality per tier, codec and encoder setting.
+    #[serde(default)]
+    pub encode: Vec<super::encode::EncodeRow>,
+    /// When the encoder runs were made (UTC).
+    #[serde(default)]
+    pub encode_date: String,
 }
 
 impl Results {
@@ -138,6 +144,10 @@ impl Results {
         if !measured("connect") {
             self.connect = earlier.connect;
             self.connect_date = earlier.connect_date;
+        }
+        if !measured("encode") {
+            self.encode = earlier.encode;
+            self.encode_date = earlier.encode_date;
         }
     }
 
@@ -239,7 +249,8 @@ fn passes(w: &Window) -> bool {
 }
 
 /// Runs every measurement.
-/// Runs the parts in `only` (all when empty): mixing, join, limit, capacity, audio.
+/// Runs the parts in `only` (all when empty): connect, encode, mixing, join, profile,
+/// limit, capacity, audio.
 pub async fn all(media_dir: &Path, work: &Path, timing: Timing, only: &[String]) -> Result<Results, String> {
     let want = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
     let mut r = Results { machine: machine(), date: date(), ..Default::default() };
@@ -254,6 +265,12 @@ pub async fn all(media_dir: &Path, work: &Path, timing: Timing, only: &[String])
         sleep(1.0).await;
         r.connect = super::connect::bench_rows(&server.url).await;
         r.connect_date = date();
+    }
+    // One encode per tier, codec and encoder setting: cost and picture quality.
+    if want("encode") {
+        eprintln!("bench: [0/5] one encode per tier, codec and encoder: cores, bitrate, PSNR/SSIM");
+        r.encode = tokio::task::spawn_blocking(super::encode::measure_all).await.map_err(|e| e.to_string())??;
+        r.encode_date = date();
     }
     if !["mixing", "join", "profile", "limit", "capacity", "audio"].iter().any(|p| want(p)) {
         return Ok(r);

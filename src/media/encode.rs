@@ -132,6 +132,12 @@ fn threads(spec: &EncodeSpec) -> u32 {
     if spec.width * spec.height >= 640 * 360 { 2 } else { 1 }
 }
 
+/// The encoder description (GStreamer launch syntax) an encode of `spec` runs: the
+/// configured one or the embedded template, with its placeholders filled in.
+pub fn encoder_description(config: &MediaConfig, spec: &EncodeSpec) -> Result<String, MediaError> {
+    Ok(values(config, spec)?.remove("encoder").unwrap_or_default())
+}
+
 fn values(config: &MediaConfig, spec: &EncodeSpec) -> Result<HashMap<&'static str, String>, MediaError> {
     let mut values = HashMap::from([
         ("width", spec.width.to_string()),

@@ -10,6 +10,7 @@ pub mod encode;
 pub mod jitter;
 pub mod keyframe;
 pub mod mix;
+pub mod quality;
 pub mod recorder;
 pub mod template;
 pub mod tier;

@@ -2,11 +2,13 @@
 //! decision takes `now`.
 //!
 //! A receiver on `auto` follows an estimate of what its link carries:
-//! - the receiver's own estimate (RTCP REMB, from browsers), but only when it is
-//!   below what is being sent: a browser caps its estimate near 1.5x what arrives,
-//!   so with an encoder sending less than its target (simple content, a busy
-//!   machine) a REMB under the tier's bitrate says nothing about the link. Below what
-//!   is sent it is congestion (browsers drop to ~0.85x what arrives on overuse);
+//! - the receiver's own estimate (RTCP REMB, from browsers), but only when it has
+//!   fallen below what is being sent: a browser caps its estimate near 1.5x what
+//!   arrives and raises it by a few percent a second, so with an encoder sending
+//!   less than its target (simple content, a busy machine), or just after a move up,
+//!   a REMB under the tier's bitrate says nothing about the link. A browser lowers
+//!   its estimate only on overuse (to ~0.85x what arrives): a REMB that dropped from
+//!   its recent peak and sits under what is sent is congestion;
 //! - loss in its receiver reports: above 10 % lost, the link carries about what was
 //!   sent times the fraction that arrived (a bottleneck queue drops the rest).
 //!
@@ -66,8 +68,11 @@ pub const HEAVY_LOSS: f64 = 0.10;
 pub const LIGHT_LOSS: f64 = 0.02;
 /// A tier needs its bitrate times this (packet headers, retransmissions).
 pub const OVERHEAD: f64 = 1.1;
-/// A REMB below what is sent times this is congestion.
+/// A REMB below what is sent times this, and below its recent peak times this, is
+/// congestion.
 pub const REMB_CONGESTED: f64 = 0.9;
+/// How long a REMB peak counts as recent.
+const REMB_PEAK_WINDOW: Duration = Duration::from_secs(3);
 
 /// What a receiver's RTCP said in one report.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -86,6 +91,8 @@ pub struct TierPolicy {
     current: usize,
     /// The link's estimated capacity, bits/s, when something told us.
     estimate_bps: Option<f64>,
+    /// The highest recent REMB and when it came.
+    remb_peak: Option<(u64, Instant)>,
     below_since: Option<Instant>,
     clean_since: Instant,
     up_wait: Duration,
@@ -100,6 +107,7 @@ impl TierPolicy {
             bitrates,
             current,
             estimate_bps: None,
+            remb_peak: None,
             below_since: None,
             clean_since: now,
             up_wait: UP_AFTER,
@@ -139,11 +147,19 @@ impl TierPolicy {
     /// the tier to move to, if it should move.
     pub fn on_feedback(&mut self, now: Instant, feedback: Feedback, sent_bps: f64) -> Option<usize> {
         if let Some(remb) = feedback.remb_bps {
-            if (remb as f64) < sent_bps * REMB_CONGESTED {
+            let peak = match self.remb_peak {
+                Some((peak, at)) if peak > remb && now.duration_since(at) < REMB_PEAK_WINDOW => peak,
+                _ => {
+                    self.remb_peak = Some((remb, now));
+                    remb
+                }
+            };
+            let fallen = (remb as f64) < peak as f64 * REMB_CONGESTED;
+            if fallen && (remb as f64) < sent_bps * REMB_CONGESTED {
                 self.estimate_bps = Some(remb as f64);
                 self.clean_since = now;
             } else {
-                // Application-limited: the link carries at least what is sent.
+                // Application-limited or ramping up: the link carries what is sent.
                 self.estimate_bps = None;
             }
         }
@@ -265,7 +281,8 @@ mod tests {
         let t0 = Instant::now();
         let mut p = policy(t0);
         let remb = |bps| Feedback { loss: Some(0.0), remb_bps: Some(bps) };
-        assert_eq!(p.on_feedback(t0, remb(700_000), 1_600_000.0), None, "a dip");
+        assert_eq!(p.on_feedback(t0, remb(2_000_000), 1_600_000.0), None);
+        assert_eq!(p.on_feedback(t0 + Duration::from_millis(200), remb(700_000), 1_600_000.0), None, "a dip");
         assert_eq!(p.on_feedback(t0 + Duration::from_secs(1), remb(2_000_000), 1_600_000.0), None, "recovered");
         assert_eq!(p.on_feedback(t0 + Duration::from_secs(2), remb(700_000), 1_600_000.0), None);
         assert_eq!(p.on_feedback(t0 + Duration::from_millis(3600), remb(700_000), 1_600_000.0), Some(1));
@@ -336,6 +353,7 @@ mod tests {
         assert_eq!(p.on_tick(t0 + UP_AFTER), Some(0));
         // The link carries ~900 kbit/s: the browser's estimate drops under what is sent.
         let up = t0 + UP_AFTER;
+        assert_eq!(p.on_feedback(up + Duration::from_millis(500), remb(1_700_000), 1_500_000.0), None);
         assert_eq!(p.on_feedback(up + Duration::from_secs(1), remb(800_000), 1_500_000.0), None);
         assert_eq!(p.on_feedback(up + Duration::from_millis(2600), remb(780_000), 1_500_000.0), Some(1));
         let back = up + Duration::from_millis(2600);
@@ -344,11 +362,28 @@ mod tests {
     }
 
     #[test]
+    fn a_remb_ramping_up_after_a_move_up_is_not_congestion() {
+        let t0 = Instant::now();
+        let mut p = TierPolicy::new(TIERS.to_vec(), 1, t0);
+        p.on_feedback(t0, remb(900_000), 600_000.0);
+        assert_eq!(p.on_tick(t0 + UP_AFTER), Some(0));
+        // 1.5 Mbit/s now sent; the browser's estimate climbs ~8 % a second.
+        let mut estimate = 900_000.0;
+        for tenth in 1..=60 {
+            estimate *= 1.008;
+            let at = t0 + UP_AFTER + Duration::from_millis(100 * tenth);
+            assert_eq!(p.on_feedback(at, remb(estimate as u64), 1_500_000.0), None, "at +{tenth}00 ms");
+        }
+        assert_eq!(p.current(), 0);
+    }
+
+    #[test]
     fn a_congested_remb_holds_the_move_up() {
         let t0 = Instant::now();
         let mut p = TierPolicy::new(TIERS.to_vec(), 1, t0);
         // The encoder overshoots medium (800 kbit/s sent); the estimate stays under
         // what is sent but carries medium's need.
+        assert_eq!(p.on_feedback(t0 + Duration::from_millis(8500), remb(900_000), 800_000.0), None);
         assert_eq!(p.on_feedback(t0 + Duration::from_secs(9), remb(680_000), 800_000.0), None);
         assert_eq!(p.on_tick(t0 + Duration::from_secs(11)), None);
         assert_eq!(p.on_tick(t0 + Duration::from_secs(19)), Some(0));

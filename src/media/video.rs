@@ -213,14 +213,20 @@ impl VideoMixer {
         }
         let (bin, appsink) = EncodeBranch::build(&self.config, spec, frames)?;
         self.pipeline.add(&bin).map_err(|e| MediaError::Pipeline(e.to_string()))?;
-        let tee_pad =
-            self.tee.request_pad_simple("src_%u").ok_or_else(|| MediaError::Pipeline("tee gave no pad".into()))?;
         let sink =
             bin.static_pad("sink").ok_or_else(|| MediaError::Pipeline("encode branch has no sink pad".into()))?;
-        let started = tee_pad
-            .link(&sink)
-            .map_err(|e| format!("cannot link encode branch: {e:?}"))
-            .and_then(|_| bin.sync_state_with_parent().map_err(|e| format!("cannot start encode branch: {e}")));
+        // Running before it is linked: a pad of a stopped branch answers the tee's
+        // push with FLUSHING, which the tee passes up, and the compositor's output
+        // task pauses for good (every encode of the room froze, no error logged).
+        if let Err(e) = bin.sync_state_with_parent() {
+            let _ = stop_and_remove(&self.pipeline, &bin, || {});
+            return Err(MediaError::Pipeline(format!("cannot start encode branch: {e}")));
+        }
+        let Some(tee_pad) = self.tee.request_pad_simple("src_%u") else {
+            let _ = stop_and_remove(&self.pipeline, &bin, || {});
+            return Err(MediaError::Pipeline("tee gave no pad".into()));
+        };
+        let started = tee_pad.link(&sink).map_err(|e| format!("cannot link encode branch: {e:?}"));
         if let Err(e) = started {
             let _ = stop_and_remove(&self.pipeline, &bin, || self.tee.release_request_pad(&tee_pad));
             return Err(MediaError::Pipeline(e));
@@ -466,5 +472,65 @@ mod output_tests {
         // 15 fps from a 30 fps composite: about 30 frames in 2 s, not 60.
         assert!((20..=40).contains(&frames.len()), "{} frames", frames.len());
         assert!(frames[0].keyframe);
+    }
+}
+
+#[cfg(test)]
+mod branch_churn_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    /// Encodes starting and stopping beside a running one never stop the composite.
+    /// (A branch linked to the tee before it ran answered the tee's push with
+    /// FLUSHING; the tee passed it up and the compositor's output task paused for
+    /// good: every encode of the room froze, with no error anywhere.)
+    #[test]
+    fn encodes_coming_and_going_never_stop_the_composite() {
+        crate::media::init().unwrap();
+        let config = MediaConfig { width: 160, height: 90, fps: 30, ..Default::default() };
+        let mut mixer = VideoMixer::start(&config, "churn").unwrap();
+        let steady = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&steady);
+        let spec = EncodeSpec { codec: VideoCodec::Vp8, width: 160, height: 90, fps: 30, bitrate_bps: 100_000 };
+        mixer
+            .add_output(
+                "steady",
+                &spec,
+                Arc::new(move |_| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }),
+            )
+            .unwrap();
+        // Busy threads on every core widen the window a preempted add leaves open,
+        // as a loaded server does.
+        let busy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let hogs: Vec<_> = (0..std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .map(|_| {
+                let busy = Arc::clone(&busy);
+                std::thread::spawn(move || {
+                    while busy.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        for i in 0..1000 {
+            let codec = if i % 2 == 0 { VideoCodec::H264 } else { VideoCodec::Vp8 };
+            let spec = EncodeSpec { codec, width: 64, height: 36, fps: 15, bitrate_bps: 50_000 };
+            mixer.add_output("churn", &spec, Arc::new(|_| {})).unwrap();
+            mixer.remove_output("churn").unwrap();
+        }
+        busy.store(false, Ordering::Relaxed);
+        for hog in hogs {
+            let _ = hog.join();
+        }
+        let before = steady.load(Ordering::Relaxed);
+        let start = Instant::now();
+        while steady.load(Ordering::Relaxed) < before + 10 && start.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let after = steady.load(Ordering::Relaxed);
+        assert!(after >= before + 10, "the steady encode stopped after the churn: {before} -> {after} frames in 3 s");
     }
 }

@@ -119,8 +119,8 @@ async function checkStaticFiles() {
   }
 }
 
-async function openParticipant(label) {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+async function openParticipant(label, viewport = { width: 1280, height: 900 }) {
+  const ctx = await browser.newContext({ viewport });
   await ctx.grantPermissions(["camera", "microphone"], { origin });
   await ctx.route("**/*", (route) => {
     const url = route.request().url();
@@ -145,16 +145,16 @@ async function openParticipant(label) {
 
 const state = (p) => p.page.evaluate(() => window.mcu.state());
 
-async function joinViaUi(p, room, name, { camera, microphone }) {
+async function joinViaUi(p, room, name, { camera, microphone, codec = "" }) {
   const { page, label } = p;
   await page.fill("#room", room);
   await page.fill("#name", name);
   await page.setChecked("#camera", camera);
   await page.setChecked("#microphone", microphone);
-  if (token) {
-    await page.evaluate(() => { document.getElementById("advanced").open = true; });
-    await page.fill("#token", token);
-  }
+  if (token || codec) await page.evaluate(() => { document.getElementById("advanced").open = true; });
+  if (token) await page.fill("#token", token);
+  if (codec) await page.selectOption("#codec", codec);
+  else await page.evaluate(() => { document.getElementById("codec").value = ""; });
   await page.click("#join");
   const t = Date.now();
   await waitFor(`${label}: peer connection connected`, async () => {
@@ -233,6 +233,57 @@ async function checkMedia(p) {
   check(s.video.framesDecoded > 0 && s.audio.packetsReceived > 0 && s.bitrateInKbps > 0, `${label}: stats panel is empty: ${JSON.stringify(s)}`);
 }
 
+/** Page 1 took the browser's codec (VP8), page 2 asked for H.264 in the advanced menu. */
+async function checkCodecs(room, p1, p2) {
+  const [s1, s2] = [(await state(p1)).stats, (await state(p2)).stats];
+  check(s1.video.codec === "video/VP8", `page1 decodes ${s1.video.codec}, expected video/VP8`);
+  check(s2.video.codec === "video/H264", `page2 decodes ${s2.video.codec}, expected video/H264`);
+  const body = (await roomState(room)).body;
+  const by = (name) => body.participants.find((x) => x.name === name) || {};
+  const [alice, bob] = [by("Alice"), by("Bob")];
+  check(alice.video_codec === "VP8" && alice.receive && alice.receive.codec === "VP8", `Alice in the room state: ${JSON.stringify(alice)}`);
+  check(bob.video_codec === "H264" && bob.receive && bob.receive.codec === "H264", `Bob in the room state: ${JSON.stringify(bob)}`);
+  await waitFor("page2: stats panel names H264 and its tier", async () => {
+    const text = await p2.page.textContent("#stat-receive");
+    return { ok: text === "H264 · high (auto)", detail: text };
+  }, 5000);
+  log(`page1 receives VP8, page2 H.264 (publishes ${bob.video_codec}); page2 panel: ${await p2.page.textContent("#stat-receive")}`);
+}
+
+/** The quality menu moves the page between tiers; the panel shows which. */
+async function checkQualityMenu(p) {
+  const [w, h] = [W / 2, H / 2];
+  await p.page.selectOption("#quality", "medium");
+  await waitFor(`${p.label}: video is ${w}x${h} after choosing medium`, async () => {
+    const m = await inbound(p);
+    const text = await p.page.textContent("#stat-receive");
+    return { ok: m.videoWidth === w && m.videoHeight === h && text === "VP8 · medium", detail: `${m.videoWidth}x${m.videoHeight}, panel ${text}` };
+  }, 10_000);
+  await p.page.selectOption("#quality", "auto");
+  await waitFor(`${p.label}: panel shows auto`, async () => {
+    const text = await p.page.textContent("#stat-receive");
+    return { ok: /\(auto\)$/.test(text), detail: text };
+  }, 5000);
+  // `auto` starts where the page is and climbs once the link shows room; pin high
+  // to get back at once, then hand it back to auto.
+  await p.page.selectOption("#quality", "high");
+  await waitFor(`${p.label}: video is ${W}x${H} after choosing high`, async () => {
+    const m = await inbound(p);
+    return { ok: m.videoWidth === W && m.videoHeight === H, detail: `${m.videoWidth}x${m.videoHeight}` };
+  }, 10_000);
+  await p.page.selectOption("#quality", "auto");
+  log(`${p.label}: quality menu: medium gave ${w}x${h}, high gave ${W}x${H}`);
+}
+
+/** A phone-sized screen starts on auto, whatever was chosen before in this browser. */
+async function checkPhoneStartsOnAuto(p) {
+  await p.page.evaluate(() => localStorage.setItem("mcu.quality", "low"));
+  await p.page.reload({ waitUntil: "load" });
+  await p.page.waitForFunction(() => typeof window.mcu === "object", null, { timeout: 5000 });
+  const q = await p.page.inputValue("#quality");
+  check(q === "auto", `${p.label}: a phone-sized page starts on ${q}, expected auto`);
+}
+
 async function pageCount(p) {
   return p.page.evaluate(() => document.getElementById("participant-count").textContent.trim());
 }
@@ -291,8 +342,10 @@ async function main() {
 
   // Two publishers.
   await joinViaUi(p1, room, "Alice", { camera: true, microphone: true });
-  await joinViaUi(p2, room, "Bob", { camera: true, microphone: true });
+  await joinViaUi(p2, room, "Bob", { camera: true, microphone: true, codec: "video/H264" });
   await Promise.all([checkMedia(p1), checkMedia(p2)]);
+  await checkCodecs(room, p1, p2);
+  await checkQualityMenu(p1);
 
   const two = await waitRoomParticipants(room, 2, "room state lists 2 participants");
   const names = two.participants.map((x) => x.name).sort();
@@ -322,8 +375,9 @@ async function main() {
   log(`GET /rooms/${room}: ${one.participants.length} participant (${one.participants[0].name})`);
   check(one.participants[0].name === "Alice", `remaining participant is ${one.participants[0].name}, expected Alice`);
 
-  // A receive-only viewer while page 1 is still in the room.
-  const p3 = await openParticipant("page3");
+  // A receive-only viewer on a phone-sized screen while page 1 is still in the room.
+  const p3 = await openParticipant("page3", { width: 390, height: 844 });
+  await checkPhoneStartsOnAuto(p3);
   await joinViaUi(p3, room, "Viewer", { camera: false, microphone: false });
   const notice = await p3.page.evaluate(() => {
     const n = document.getElementById("media-notice");

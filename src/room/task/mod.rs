@@ -403,8 +403,10 @@ impl RoomTask {
             let Some(media) = self.media.as_mut() else { continue };
             match action {
                 Action::StartEncode(key) => {
-                    if let Err(e) = media.start_encode(room, config, key, &tiers) {
-                        tracing::error!(room, encode = %super::media::encode_label(key, &tiers), error = %e, "cannot start an encode");
+                    let encode = super::media::encode_label(key, &tiers);
+                    match media.start_encode(room, config, key, &tiers) {
+                        Ok(()) => tracing::debug!(room, encode, "encode started"),
+                        Err(e) => tracing::error!(room, encode, error = %e, "cannot start an encode"),
                     }
                 }
                 Action::StopEncode(key) => {

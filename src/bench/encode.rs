@@ -1,0 +1,337 @@
+//! `mcu bench all --only encode`: what one encode of the composite costs at each
+//! tier, per codec and encoder setting, and what a receiver sees from it.
+//!
+//! The raw pictures are made first and kept in memory, so the timed run is the
+//! encoder alone (appsrc pushing ready buffers costs next to nothing): CPU seconds
+//! of this process over media seconds = cores one encode takes at real time. The
+//! encoded frames are then decoded (untimed) and each compared with its source:
+//! luma PSNR and SSIM ([`crate::media::quality`]).
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::sys;
+use crate::config::MediaConfig;
+use crate::media::codec::VideoCodec;
+use crate::media::encode::{EncodeSpec, encoder_description};
+use crate::media::quality::{self, Plane};
+use crate::media::tier::Tier;
+
+/// Seconds of media encoded per measurement.
+pub const SECONDS: u32 = 5;
+
+/// A kind of picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Content {
+    /// A moving zone plate: detail everywhere, all of it moving (the worst case).
+    ZonePlate,
+    /// A still, detailed picture (a pinwheel) with one moving region in the middle
+    /// third (a small zone plate): like a person talking in front of a background.
+    TalkingHead,
+}
+
+impl Content {
+    /// Its name in the tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Content::ZonePlate => "zone plate",
+            Content::TalkingHead => "talking head",
+        }
+    }
+
+    fn source(self, w: u32, h: u32, fps: u32, frames: u32) -> String {
+        let caps = format!("video/x-raw,format=I420,width={w},height={h},framerate={fps}/1");
+        match self {
+            Content::ZonePlate => format!(
+                "videotestsrc pattern=zone-plate kx2=20 ky2=20 kt=1 num-buffers={frames} ! {caps} ! appsink name=raw sync=false"
+            ),
+            Content::TalkingHead => {
+                let (fw, fh) = (w / 3 / 2 * 2, h / 2 / 2 * 2);
+                format!(
+                    "compositor name=mix sink_1::xpos={} sink_1::ypos={} ! {caps} ! appsink name=raw sync=false \
+                     videotestsrc pattern=pinwheel num-buffers={frames} ! {caps} ! mix.sink_0 \
+                     videotestsrc pattern=zone-plate kx2=20 ky2=20 kt=1 num-buffers={frames} \
+                       ! video/x-raw,format=I420,width={fw},height={fh},framerate={fps}/1 ! mix.sink_1",
+                    (w - fw) / 2,
+                    (h - fh) / 2
+                )
+            }
+        }
+    }
+}
+
+/// An encoder setting under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Encoder {
+    /// The embedded VP8 template (`pipelines/video-encode-vp8.pipeline`).
+    Vp8,
+    /// The embedded H.264 template with x264 `ultrafast`.
+    X264Ultrafast,
+    /// The embedded H.264 template: x264 `superfast`.
+    X264Superfast,
+    /// Cisco's openh264 (`openh264enc`, low complexity).
+    OpenH264,
+}
+
+impl Encoder {
+    /// Every setting measured.
+    pub const ALL: [Encoder; 4] = [Encoder::Vp8, Encoder::X264Ultrafast, Encoder::X264Superfast, Encoder::OpenH264];
+
+    /// Its name in the tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Encoder::Vp8 => "VP8 (vp8enc cpu-used=8)",
+            Encoder::X264Ultrafast => "H.264 (x264 ultrafast)",
+            Encoder::X264Superfast => "H.264 (x264 superfast, default)",
+            Encoder::OpenH264 => "H.264 (openh264, low)",
+        }
+    }
+
+    fn codec(self) -> VideoCodec {
+        if self == Encoder::Vp8 { VideoCodec::Vp8 } else { VideoCodec::H264 }
+    }
+
+    fn description(self, spec: &EncodeSpec) -> Result<String, String> {
+        let config = MediaConfig::default();
+        let embedded = encoder_description(&config, spec).map_err(|e| e.to_string())?;
+        Ok(match self {
+            Encoder::Vp8 | Encoder::X264Superfast => embedded,
+            Encoder::X264Ultrafast => embedded.replace("speed-preset=superfast", "speed-preset=ultrafast"),
+            Encoder::OpenH264 => format!(
+                "openh264enc bitrate={} rate-control=bitrate complexity=low usage-type=camera gop-size={} \
+                 multi-thread={} ! video/x-h264,profile=constrained-baseline ! h264parse config-interval=-1 \
+                 ! video/x-h264,stream-format=byte-stream,alignment=au",
+                spec.bitrate_bps,
+                spec.fps * 10,
+                if spec.width * spec.height >= 640 * 360 { 2 } else { 1 }
+            ),
+        })
+    }
+
+    fn decoder(self) -> &'static str {
+        if self == Encoder::Vp8 { "vp8dec" } else { "h264parse ! avdec_h264" }
+    }
+}
+
+/// One measured (content, tier, encoder).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EncodeRow {
+    /// The picture.
+    pub content: Content,
+    /// Tier name.
+    pub tier: String,
+    /// `WxH@fps`.
+    pub size: String,
+    /// The setting.
+    pub encoder: Encoder,
+    /// Cores one real-time encode takes (CPU seconds / media seconds).
+    pub cores: f64,
+    /// Bitrate produced, bit/s.
+    pub bitrate_bps: f64,
+    /// The tier's target bitrate, bit/s.
+    pub target_bps: f64,
+    /// Frames per second of the tier.
+    pub fps: f64,
+    /// Mean luma PSNR of the decoded frames against their sources, dB.
+    pub psnr_db: f64,
+    /// Mean luma SSIM.
+    pub ssim: f64,
+}
+
+impl EncodeRow {
+    /// The table header.
+    pub fn header() -> &'static str {
+        "| content | tier | encoder | cores per encode | ms per frame | bitrate (of target) | PSNR-Y | SSIM-Y |\n| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"
+    }
+
+    /// The row in the table.
+    pub fn line(&self) -> String {
+        format!(
+            "| {} | {} {} | {} | {:.3} | {:.1} | {:.0} kb/s ({:.0} %) | {:.1} dB | {:.3} |",
+            self.content.label(),
+            self.tier,
+            self.size,
+            self.encoder.label(),
+            self.cores,
+            self.cores * 1000.0 / self.fps,
+            self.bitrate_bps / 1000.0,
+            100.0 * self.bitrate_bps / self.target_bps,
+            self.psnr_db,
+            self.ssim
+        )
+    }
+}
+
+/// Measures every encoder at every default tier on both kinds of picture.
+pub fn measure_all() -> Result<Vec<EncodeRow>, String> {
+    gst::init().map_err(|e| e.to_string())?;
+    let tiers = MediaConfig::default().tiers();
+    let mut rows = Vec::new();
+    for content in [Content::ZonePlate, Content::TalkingHead] {
+        for tier in &tiers {
+            let frames = tier.fps * SECONDS;
+            let raw = pictures(content, tier, frames)?;
+            for encoder in Encoder::ALL {
+                let row = measure(content, tier, encoder, &raw)?;
+                eprintln!("bench:   {}", row.line());
+                rows.push(row);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+fn measure(content: Content, tier: &Tier, encoder: Encoder, raw: &[gst::Sample]) -> Result<EncodeRow, String> {
+    let spec = EncodeSpec {
+        codec: encoder.codec(),
+        width: tier.width,
+        height: tier.height,
+        fps: tier.fps,
+        bitrate_bps: tier.bitrate_bps,
+    };
+    let encode = format!("appsrc name=src format=time ! {} ! appsink name=out sync=false", encoder.description(&spec)?);
+    let before = sys::cpu_seconds(None).unwrap_or(0.0);
+    let encoded = run(&encode, raw)?;
+    let cores = (sys::cpu_seconds(None).unwrap_or(0.0) - before) / f64::from(SECONDS);
+    let bytes: usize = encoded.iter().filter_map(|s| s.buffer().map(|b| b.size())).sum();
+    let decode = format!(
+        "appsrc name=src format=time ! {} ! video/x-raw,format=I420 ! appsink name=out sync=false",
+        encoder.decoder()
+    );
+    let decoded = run(&decode, &encoded)?;
+    let (psnr_db, ssim) = compare(raw, &decoded)?;
+    Ok(EncodeRow {
+        content,
+        tier: tier.name.clone(),
+        size: format!("{}x{}@{}", tier.width, tier.height, tier.fps),
+        encoder,
+        cores,
+        bitrate_bps: bytes as f64 * 8.0 / f64::from(SECONDS),
+        target_bps: f64::from(tier.bitrate_bps),
+        fps: f64::from(tier.fps),
+        psnr_db,
+        ssim,
+    })
+}
+
+/// The raw pictures of `content` at `tier`'s size and rate.
+fn pictures(content: Content, tier: &Tier, frames: u32) -> Result<Vec<gst::Sample>, String> {
+    let pipeline = gst::parse::launch(&content.source(tier.width, tier.height, tier.fps, frames))
+        .map_err(|e| format!("raw pictures: {e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "raw pictures: not a pipeline".to_owned())?;
+    drain(&pipeline, None)
+}
+
+/// Runs `description` (an `appsrc name=src` ... `appsink name=out`) over `input`.
+fn run(description: &str, input: &[gst::Sample]) -> Result<Vec<gst::Sample>, String> {
+    let pipeline = gst::parse::launch(description)
+        .map_err(|e| format!("{description}: {e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_owned())?;
+    drain(&pipeline, Some(input))
+}
+
+/// Plays `pipeline` to its end, pushing `input` into `src` when given, and returns
+/// what reached its appsink (`raw` or `out`).
+fn drain(pipeline: &gst::Pipeline, input: Option<&[gst::Sample]>) -> Result<Vec<gst::Sample>, String> {
+    let sink = pipeline
+        .by_name("out")
+        .or_else(|| pipeline.by_name("raw"))
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or("no appsink")?;
+    sink.set_property("max-buffers", 0u32);
+    pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
+    let feeder = input.map(|samples| {
+        let src = pipeline.by_name("src").and_then(|e| e.downcast::<gst_app::AppSrc>().ok());
+        let samples = samples.to_vec();
+        std::thread::spawn(move || {
+            let Some(src) = src else { return };
+            if let Some(caps) = samples.first().and_then(|s| s.caps_owned()) {
+                src.set_caps(Some(&caps));
+            }
+            for sample in samples {
+                if let Some(buffer) = sample.buffer_owned()
+                    && src.push_buffer(buffer).is_err()
+                {
+                    break;
+                }
+            }
+            let _ = src.end_of_stream();
+        })
+    });
+    let mut out = Vec::new();
+    let result = loop {
+        match sink.pull_sample() {
+            Ok(sample) => out.push(sample),
+            Err(_) if sink.is_eos() => break Ok(()),
+            Err(_) => break Err(bus_error(pipeline).unwrap_or_else(|| "pipeline stopped".into())),
+        }
+    };
+    if let Some(feeder) = feeder {
+        let _ = feeder.join();
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    result.map(|()| out)
+}
+
+fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
+    let bus = pipeline.bus()?;
+    while let Some(msg) = bus.pop() {
+        if let gst::MessageView::Error(e) = msg.view() {
+            return Some(format!("{} ({:?})", e.error(), e.debug()));
+        }
+    }
+    None
+}
+
+/// Mean luma PSNR and SSIM of `decoded` against `raw`, each decoded frame against
+/// the source frame of the same timestamp (x264 shifts every timestamp by a
+/// constant, so timestamps count from the first frame).
+fn compare(raw: &[gst::Sample], decoded: &[gst::Sample]) -> Result<(f64, f64), String> {
+    let pts = |s: &gst::Sample| s.buffer().and_then(|b| b.pts()).map(|t| t.nseconds());
+    let first = |samples: &[gst::Sample]| samples.first().and_then(pts).unwrap_or(0);
+    let (raw_start, decoded_start) = (first(raw), first(decoded));
+    let sources: std::collections::HashMap<u64, &gst::Sample> =
+        raw.iter().filter_map(|s| Some((pts(s)? - raw_start, s))).collect();
+    let (mut psnr, mut ssim, mut n) = (0.0, 0.0, 0usize);
+    for picture in decoded {
+        let at = pts(picture).and_then(|t| t.checked_sub(decoded_start));
+        let Some(source) = at.and_then(|t| sources.get(&t)) else { continue };
+        let (a, b) = (luma(source)?, luma(picture)?);
+        let (pa, pb) = (a.plane(), b.plane());
+        psnr += quality::psnr(&pa, &pb).map_err(|e| e.to_string())?;
+        ssim += quality::ssim(&pa, &pb).map_err(|e| e.to_string())?;
+        n += 1;
+    }
+    if n * 10 < raw.len() * 9 {
+        return Err(format!("{n} of {} frames decoded and matched by timestamp", raw.len()));
+    }
+    Ok((psnr / n as f64, ssim / n as f64))
+}
+
+/// A mapped I420 frame.
+struct Luma(gst_video::VideoFrame<gst_video::video_frame::Readable>);
+
+impl Luma {
+    fn plane(&self) -> Plane<'_> {
+        let info = self.0.info();
+        Plane {
+            data: self.0.plane_data(0).unwrap_or(&[]),
+            width: info.width() as usize,
+            height: info.height() as usize,
+            stride: info.stride()[0] as usize,
+        }
+    }
+}
+
+fn luma(sample: &gst::Sample) -> Result<Luma, String> {
+    let caps = sample.caps().ok_or("a frame without caps")?;
+    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
+    let buffer = sample.buffer_owned().ok_or("a sample without a buffer")?;
+    gst_video::VideoFrame::from_buffer_readable(buffer, &info).map(Luma).map_err(|_| "cannot map a frame".to_owned())
+}
