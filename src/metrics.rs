@@ -45,8 +45,17 @@ pub static TRACK_READERS: Gauge = Gauge::new();
 /// Recordings being written.
 pub static RECORDINGS: Gauge = Gauge::new();
 
+/// The CPU budget and its estimated use, cores.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuLoad {
+    /// The budget (`None`: no limit).
+    pub budget: Option<f64>,
+    /// Estimated use by what runs and joins in flight.
+    pub estimated: f64,
+}
+
 /// Renders the gauges in the Prometheus text format.
-pub fn render(rooms: usize, participants: usize) -> String {
+pub fn render(rooms: usize, participants: usize, cpu: CpuLoad) -> String {
     let gauges: [(&str, &str, i64); 11] = [
         ("mcu_rooms", "Rooms with at least one participant", rooms as i64),
         ("mcu_participants", "Participants in all rooms", participants as i64),
@@ -63,6 +72,13 @@ pub fn render(rooms: usize, participants: usize) -> String {
     let mut out = String::new();
     for (name, help, value) in gauges {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
+    }
+    let cores = [
+        ("mcu_cpu_budget_cores", "CPU cores media may use (0: no limit)", cpu.budget.unwrap_or(0.0)),
+        ("mcu_cpu_estimated_cores", "Estimated CPU cores used by what runs and joins in flight", cpu.estimated),
+    ];
+    for (name, help, value) in cores {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value:.3}\n"));
     }
     out
 }

@@ -48,7 +48,7 @@ impl From<JoinError> for ApiError {
         // A server that is shutting down is back (or replaced) soon; a full one later.
         let retry_after_s = match &e {
             JoinError::ShuttingDown => Some(5),
-            JoinError::RoomFull(_) | JoinError::ServerFull(_) => Some(30),
+            JoinError::RoomFull(_) | JoinError::ServerFull(_) | JoinError::OverBudget(_) => Some(30),
             _ => None,
         };
         let status = match &e {
@@ -56,7 +56,7 @@ impl From<JoinError> for ApiError {
                 StatusCode::BAD_REQUEST
             }
             JoinError::Negotiation(_) => StatusCode::BAD_REQUEST,
-            JoinError::RoomFull(_) | JoinError::ServerFull(_) | JoinError::ShuttingDown => {
+            JoinError::RoomFull(_) | JoinError::ServerFull(_) | JoinError::OverBudget(_) | JoinError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             JoinError::Media(_) | JoinError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -306,7 +306,11 @@ async fn metrics_text(authorization: Authorization, api: Shared) -> Result<Respo
     api.authorize(authorization.as_deref(), None, &[Permission::Admin])?;
     let (room_count, participants) = api.rooms.counts();
     Ok(warp::reply::with_header(
-        metrics::render(room_count, participants),
+        metrics::render(
+            room_count,
+            participants,
+            metrics::CpuLoad { budget: api.rooms.cpu_budget(), estimated: api.rooms.estimated_cores() },
+        ),
         header::CONTENT_TYPE,
         "text/plain; version=0.0.4",
     )

@@ -69,6 +69,8 @@ impl Content {
 pub enum Encoder {
     /// The embedded VP8 template (`pipelines/video-encode-vp8.pipeline`).
     Vp8,
+    /// The VP8 template at libvpx's fastest real-time speed (`cpu-used=16`).
+    Vp8Speed16,
     /// The embedded H.264 template with x264 `ultrafast`.
     X264Ultrafast,
     /// The embedded H.264 template: x264 `superfast`.
@@ -79,12 +81,14 @@ pub enum Encoder {
 
 impl Encoder {
     /// Every setting measured.
-    pub const ALL: [Encoder; 4] = [Encoder::Vp8, Encoder::X264Ultrafast, Encoder::X264Superfast, Encoder::OpenH264];
+    pub const ALL: [Encoder; 5] =
+        [Encoder::Vp8, Encoder::Vp8Speed16, Encoder::X264Ultrafast, Encoder::X264Superfast, Encoder::OpenH264];
 
     /// Its name in the tables.
     pub fn label(self) -> &'static str {
         match self {
             Encoder::Vp8 => "VP8 (vp8enc cpu-used=8)",
+            Encoder::Vp8Speed16 => "VP8 (vp8enc cpu-used=16)",
             Encoder::X264Ultrafast => "H.264 (x264 ultrafast)",
             Encoder::X264Superfast => "H.264 (x264 superfast, default)",
             Encoder::OpenH264 => "H.264 (openh264, low)",
@@ -92,7 +96,7 @@ impl Encoder {
     }
 
     fn codec(self) -> VideoCodec {
-        if self == Encoder::Vp8 { VideoCodec::Vp8 } else { VideoCodec::H264 }
+        if matches!(self, Encoder::Vp8 | Encoder::Vp8Speed16) { VideoCodec::Vp8 } else { VideoCodec::H264 }
     }
 
     fn description(self, spec: &EncodeSpec) -> Result<String, String> {
@@ -101,6 +105,7 @@ impl Encoder {
         Ok(match self {
             Encoder::Vp8 | Encoder::X264Superfast => embedded,
             Encoder::X264Ultrafast => embedded.replace("speed-preset=superfast", "speed-preset=ultrafast"),
+            Encoder::Vp8Speed16 => embedded.replace("cpu-used=8", "cpu-used=16"),
             Encoder::OpenH264 => format!(
                 "openh264enc bitrate={} rate-control=bitrate complexity=low usage-type=camera gop-size={} \
                  multi-thread={} ! video/x-h264,profile=constrained-baseline ! h264parse config-interval=-1 \
@@ -113,7 +118,7 @@ impl Encoder {
     }
 
     fn decoder(self) -> &'static str {
-        if self == Encoder::Vp8 { "vp8dec" } else { "h264parse ! avdec_h264" }
+        if self.codec() == VideoCodec::Vp8 { "vp8dec" } else { "h264parse ! avdec_h264" }
     }
 }
 

@@ -174,7 +174,7 @@ impl Server {
         let config = work.join("mcu-bench.toml");
         std::fs::write(
             &config,
-            "[server]\nmax_participants_per_room = 100\nmax_rooms = 64\njoin_rate_per_min = 0\n\
+            "[server]\nmax_participants_per_room = 100\nmax_rooms = 64\njoin_rate_per_min = 0\nmax_cpu_cores = 0\n\
              [rtc]\ninclude_loopback = true\ninterfaces = [\"lo\"]\n",
         )
         .map_err(|e| e.to_string())?;

@@ -46,6 +46,7 @@ pub const ENV_VARS: &[&str] = &[
     "MCU_MAX_ROOMS",
     "MCU_MAX_PARTICIPANTS",
     "MCU_JOIN_RATE_PER_MIN",
+    "MCU_MAX_CPU_CORES",
 ];
 
 /// HTTP listener and per-server limits.
@@ -68,6 +69,21 @@ pub struct ServerConfig {
     /// Serve the web client from this directory instead of the copy embedded in the
     /// binary: edit the page and reload, without rebuilding.
     pub web_dir: Option<PathBuf>,
+    /// CPU cores the server's media may use (`MCU_MAX_CPU_CORES`): a join whose
+    /// estimated cost would exceed it gets 503. Unset: the cores the machine has;
+    /// 0: no limit.
+    pub max_cpu_cores: Option<f64>,
+}
+
+impl ServerConfig {
+    /// The CPU budget in cores, `None` for no limit.
+    pub fn cpu_budget(&self) -> Option<f64> {
+        match self.max_cpu_cores {
+            Some(0.0) => None,
+            Some(cores) => Some(cores),
+            None => Some(std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)),
+        }
+    }
 }
 
 /// WebRTC transport.
@@ -164,6 +180,7 @@ impl Default for ServerConfig {
             join_timeout_ms: 10_000,
             join_rate_per_min: 30,
             web_dir: None,
+            max_cpu_cores: None,
         }
     }
 }
@@ -300,6 +317,9 @@ impl Config {
         if let Some(v) = get("MCU_JOIN_RATE_PER_MIN") {
             self.server.join_rate_per_min = parse("MCU_JOIN_RATE_PER_MIN", v)?;
         }
+        if let Some(v) = get("MCU_MAX_CPU_CORES") {
+            self.server.max_cpu_cores = Some(parse("MCU_MAX_CPU_CORES", v)?);
+        }
         Ok(())
     }
 
@@ -323,6 +343,9 @@ impl Config {
         let s = &self.server;
         if s.max_rooms == 0 || s.max_participants_per_room == 0 {
             return invalid("server.max_rooms and server.max_participants_per_room must be positive");
+        }
+        if s.max_cpu_cores.is_some_and(|c| !c.is_finite() || c < 0.0) {
+            return invalid("server.max_cpu_cores must be 0 (no limit) or a positive number of cores");
         }
         if s.max_sdp_bytes == 0 || s.max_sdp_bytes > 64 * 1024 {
             return invalid("server.max_sdp_bytes must be within 1 .. 65536");

@@ -6,6 +6,14 @@
 //! `target_depth` packets before playing (absorbing network jitter), re-buffers after
 //! an underrun, and drops the oldest packets when the sender's clock runs faster than
 //! ours and the depth creeps above `max_depth`.
+//!
+//! Between those, latency must not drift: a burst (a stalled mixer tick, a network
+//! hiccup) leaves extra packets that would otherwise stay queued for the rest of the
+//! call. Over every [`DRIFT_WINDOW`] playout steps the buffer notes its smallest
+//! depth; when even that stayed above the target (plus one packet of slack, the
+//! order of push and pop within a tick), nothing needed the extra packets, and about
+//! half the excess is shed (oldest first, at least one packet) so latency returns to
+//! the target in a few windows without a long audible skip.
 
 use std::collections::BTreeMap;
 
@@ -34,7 +42,15 @@ pub struct JitterBuffer<T> {
     /// Depth above which the oldest packets are dropped (sender clock drift, bursts).
     max_depth: usize,
     playing: bool,
+    /// Smallest depth seen in the current drift window, and steps in it.
+    window_min: usize,
+    window_steps: usize,
+    /// Packets shed so far to bring latency back to the target.
+    shed: u64,
 }
+
+/// Playout steps over which the smallest depth is watched (1 s of 20 ms packets).
+pub const DRIFT_WINDOW: usize = 50;
 
 impl<T> JitterBuffer<T> {
     /// A buffer that starts playing at `target_depth` packets and never holds more
@@ -48,7 +64,35 @@ impl<T> JitterBuffer<T> {
             target_depth,
             max_depth: max_depth.max(target_depth + 1),
             playing: false,
+            window_min: usize::MAX,
+            window_steps: 0,
+            shed: 0,
         }
+    }
+
+    /// Packets shed so far because latency had drifted above the target.
+    pub fn shed(&self) -> u64 {
+        self.shed
+    }
+
+    /// Watches the depth at one playout step; at the end of a window whose smallest
+    /// depth stayed above the target, sheds about half the excess.
+    fn watch_drift(&mut self) {
+        self.window_min = self.window_min.min(self.packets.len());
+        self.window_steps += 1;
+        if self.window_steps < DRIFT_WINDOW {
+            return;
+        }
+        let excess = self.window_min.saturating_sub(self.target_depth + 1);
+        for _ in 0..excess.div_ceil(2) {
+            self.packets.pop_first();
+            self.shed += 1;
+        }
+        if excess > 0 {
+            self.next_seq = self.packets.keys().next().copied();
+        }
+        self.window_min = usize::MAX;
+        self.window_steps = 0;
     }
 
     /// Number of packets waiting.
@@ -88,6 +132,7 @@ impl<T> JitterBuffer<T> {
                 self.next_seq = self.packets.keys().next().copied();
             }
         }
+        self.watch_drift();
         let Some(next) = self.next_seq else {
             return Playout::Silent;
         };
@@ -98,6 +143,8 @@ impl<T> JitterBuffer<T> {
         if self.packets.is_empty() {
             // Underrun: go quiet and re-buffer; the gap is not concealed forever.
             self.playing = false;
+            self.window_min = usize::MAX;
+            self.window_steps = 0;
             return Playout::Silent;
         }
         self.next_seq = Some(next + 1);
@@ -198,5 +245,55 @@ mod tests {
         // Playout continues from the newest packets kept.
         let first = jb.pop();
         assert!(matches!(first, Playout::Packet(s) if s >= 15), "{first:?}");
+    }
+
+    #[test]
+    fn latency_left_by_a_burst_shrinks_back_to_the_target() {
+        // Target 3 packets; a 2-second stall delivers 100 packets at once, then the
+        // sender goes on at one packet per step.
+        let mut jb = JitterBuffer::new(3, 200);
+        let mut seq = 0u16;
+        for _ in 0..3 {
+            jb.push(seq, seq);
+            seq += 1;
+        }
+        for _ in 0..100 {
+            jb.push(seq, seq);
+            seq += 1;
+        }
+        let mut played = Vec::new();
+        for _ in 0..(12 * DRIFT_WINDOW) {
+            jb.push(seq, seq);
+            seq += 1;
+            played.push(jb.pop());
+        }
+        assert!(jb.depth() <= 5, "depth back near the target after 12 s: {}", jb.depth());
+        assert!(played.iter().all(|p| matches!(p, Playout::Packet(_))), "no loss or silence while shrinking");
+        // Played in order, never more than a small jump at a time.
+        let seqs: Vec<u16> =
+            played.iter().filter_map(|p| if let Playout::Packet(s) = p { Some(*s) } else { None }).collect();
+        let biggest_jump = seqs.windows(2).map(|w| w[1].wrapping_sub(w[0])).max().unwrap();
+        assert!(biggest_jump <= 52, "at most about half of 100 packets shed at once: {biggest_jump}");
+        assert!(jb.shed() >= 95, "shed {}", jb.shed());
+    }
+
+    #[test]
+    fn a_jittery_stream_at_its_target_is_never_shed() {
+        // Packets arrive in pairs every other step: the depth dips to the target.
+        let mut jb = JitterBuffer::new(3, 20);
+        let mut seq = 0u16;
+        for _ in 0..3 {
+            jb.push(seq, seq);
+            seq += 1;
+        }
+        for step in 0..(10 * DRIFT_WINDOW) {
+            if step % 2 == 0 {
+                jb.push(seq, seq);
+                jb.push(seq + 1, seq + 1);
+                seq += 2;
+            }
+            assert!(matches!(jb.pop(), Playout::Packet(_)), "step {step}");
+        }
+        assert_eq!(jb.shed(), 0);
     }
 }

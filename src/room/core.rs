@@ -143,6 +143,11 @@ impl RoomCore {
         }
     }
 
+    /// The encodes running now.
+    pub fn running(&self) -> impl Iterator<Item = EncodeKey> + '_ {
+        self.running.iter().copied()
+    }
+
     /// The tiers.
     pub fn tiers(&self) -> &[Tier] {
         &self.tiers

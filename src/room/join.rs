@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::budget::{EncodeLoad, RoomLoad};
 use super::registry::{PendingJoin, Rooms};
 use super::task::{Admission, RoomCommand, RoomEvent};
 use super::{JoinAnswer, JoinError, JoinRequest, ParticipantId, RoomName};
@@ -33,6 +34,7 @@ pub(super) struct Reservation {
 /// Runs one join to completion (see the module documentation).
 pub(super) async fn join(rooms: &Arc<Rooms>, room: &RoomName, request: JoinRequest) -> Result<JoinAnswer, JoinError> {
     let summary = inspect_offer(&request.offer)?;
+    let budget = rooms.admit(join_cores(rooms, room, &summary))?;
     let pending = rooms.hold_for_join(room)?;
     // Everything from the reservation on runs in a task of its own: the HTTP request
     // future is dropped when its client disconnects, and a join cut anywhere in the
@@ -48,8 +50,22 @@ pub(super) async fn join(rooms: &Arc<Rooms>, room: &RoomName, request: JoinReque
             let _ = pending.commands.send(RoomCommand::Leave { id: answer.id, by: None, reply }).await;
         }
         drop(pending);
+        drop(budget);
     });
     answer_rx.await.unwrap_or_else(|_| Err(JoinError::Internal("join task ended without an answer".into())))
+}
+
+/// What this join adds to the server's load: see [`RoomLoad::join_cores`]. A
+/// receiver is counted at the first tier, where it starts.
+fn join_cores(rooms: &Rooms, room: &RoomName, offer: &OfferSummary) -> f64 {
+    let tier = rooms.context().config.media.tiers().into_iter().next();
+    let receives = offer.received_video().zip(tier).map(|(format, tier)| EncodeLoad {
+        codec: format.codec,
+        width: tier.width,
+        height: tier.height,
+        fps: tier.fps,
+    });
+    RoomLoad::join_cores(rooms.room_load(room).as_ref(), offer.published_video().is_some(), receives)
 }
 
 async fn reserve_negotiate_admit(

@@ -1,6 +1,7 @@
 //! Rooms: each one a task owning its participants, its mixers and its layout; the
 //! registry finds or creates them. Everything else talks to a room by message.
 
+pub mod budget;
 mod core;
 mod join;
 mod media;
@@ -122,6 +123,9 @@ pub struct RoomSummary {
     pub participants: usize,
     /// Whether it is being recorded.
     pub recording: bool,
+    /// What runs in it, for admission control.
+    #[serde(skip)]
+    pub load: budget::RoomLoad,
 }
 
 /// A join request, validated by the API.
@@ -165,6 +169,9 @@ pub enum JoinError {
     /// The server is shutting down.
     #[error("server is shutting down")]
     ShuttingDown,
+    /// The join would take the server past its CPU budget.
+    #[error(transparent)]
+    OverBudget(#[from] budget::OverBudget),
     /// The room's media could not be set up.
     #[error("media setup failed: {0}")]
     Media(String),

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::budget::{self, RoomLoad};
 use super::task::{RoomCommand, RoomEvent, RoomTask};
 use super::{
     JoinAnswer, JoinError, JoinRequest, LeaveError, ParticipantId, RecordingError, RecordingStarted, RecordingStopped,
@@ -60,6 +61,21 @@ pub struct Rooms {
     rooms: Mutex<HashMap<RoomName, RoomHandle>>,
     next_generation: AtomicU64,
     shutting_down: AtomicBool,
+    /// Cores promised to joins in flight (thousandths), not yet in any room's load.
+    reserved: Arc<AtomicU64>,
+}
+
+/// Cores promised to one join in flight; given back when dropped (by then the room's
+/// own load counts it).
+pub(super) struct BudgetHold {
+    reserved: Arc<AtomicU64>,
+    millicores: u64,
+}
+
+impl Drop for BudgetHold {
+    fn drop(&mut self) {
+        self.reserved.fetch_sub(self.millicores, Ordering::SeqCst);
+    }
 }
 
 /// A join in flight: keeps its room open until dropped. Dropping it tells the room,
@@ -89,7 +105,35 @@ impl Rooms {
             rooms: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
+            reserved: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// The CPU budget in cores (`None`: no limit).
+    pub fn cpu_budget(&self) -> Option<f64> {
+        self.ctx.config.server.cpu_budget()
+    }
+
+    /// Estimated cores used by what runs, plus what joins in flight were promised.
+    pub fn estimated_cores(&self) -> f64 {
+        let running: f64 =
+            self.lock().values().map(|h| h.summary.lock().unwrap_or_else(|p| p.into_inner()).load.cores()).sum();
+        running + self.reserved.load(Ordering::SeqCst) as f64 / 1000.0
+    }
+
+    /// What runs in `room`, if it exists.
+    pub(super) fn room_load(&self, room: &RoomName) -> Option<RoomLoad> {
+        self.lock().get(room).map(|h| h.summary.lock().unwrap_or_else(|p| p.into_inner()).load.clone())
+    }
+
+    /// Promises `needed` cores to a join if the budget has them.
+    pub(super) fn admit(&self, needed: f64) -> Result<BudgetHold, JoinError> {
+        let millicores = (needed * 1000.0).ceil() as u64;
+        budget::admit(needed, self.estimated_cores(), self.cpu_budget())?;
+        // Two joins may pass the check together and overshoot by one join's cost: the
+        // estimate is coarse anyway, and a lock here would serialise every join.
+        self.reserved.fetch_add(millicores, Ordering::SeqCst);
+        Ok(BudgetHold { reserved: Arc::clone(&self.reserved), millicores })
     }
 
     /// The server context.
@@ -134,7 +178,12 @@ impl Rooms {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let (commands, commands_rx) = mpsc::channel(64);
         let (events, events_rx) = mpsc::unbounded_channel();
-        let summary = Arc::new(Mutex::new(RoomSummary { room: room.to_string(), participants: 0, recording: false }));
+        let summary = Arc::new(Mutex::new(RoomSummary {
+            room: room.to_string(),
+            participants: 0,
+            recording: false,
+            load: RoomLoad::default(),
+        }));
         let pending = Arc::new(AtomicUsize::new(1));
         let slot = RoomSlot { name: room.clone(), generation, summary: Arc::clone(&summary) };
         let task = RoomTask::spawn(slot, Arc::clone(self), commands_rx, events.clone(), events_rx);

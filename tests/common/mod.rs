@@ -25,7 +25,8 @@ impl Server {
     /// Starts the server with the test defaults plus `extra_toml` (merged by section).
     pub fn start(extra_toml: &str) -> Server {
         let config = format!("[rtc]\ninclude_loopback = true\ninterfaces = [\"lo\"]\n{extra_toml}\n");
-        Server::start_with(Some(&config), &[("MCU_LISTEN", "127.0.0.1:0")])
+        // No CPU budget: tests load the machine on purpose (tests/admission.rs sets one).
+        Server::start_with(Some(&config), &[("MCU_LISTEN", "127.0.0.1:0"), ("MCU_MAX_CPU_CORES", "0")])
     }
 
     /// Starts the server with an optional config file and extra environment, as an

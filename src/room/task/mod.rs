@@ -15,6 +15,7 @@ use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSampl
 
 mod recording;
 
+use super::budget::{EncodeLoad, RoomLoad};
 use super::core::{Action, EncodeKey, Input, QualityError, RoomCore};
 use super::join::Reservation;
 use super::media::{RoomMedia, audio_track, finalize, recording_state, track_output};
@@ -206,10 +207,26 @@ impl RoomTask {
 
     fn publish_summary(&self) {
         let mut summary = self.slot.summary.lock().unwrap_or_else(|p| p.into_inner());
+        let tiers = self.core.tiers();
+        let encodes = self
+            .core
+            .running()
+            .filter_map(|key| {
+                let tier = tiers.get(key.tier)?;
+                Some(EncodeLoad { codec: key.codec, width: tier.width, height: tier.height, fps: tier.fps })
+            })
+            .collect();
+        let load = RoomLoad {
+            video: self.media.as_ref().is_some_and(|m| m.video.is_some()),
+            participants: self.participants.len(),
+            video_publishers: self.participants.iter().filter(|p| p.video_input.is_some()).count(),
+            encodes,
+        };
         *summary = RoomSummary {
             room: self.slot.name.to_string(),
             participants: self.participants.len(),
             recording: self.media.as_ref().is_some_and(|m| m.recording.is_some()),
+            load,
         };
     }
 

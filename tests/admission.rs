@@ -1,0 +1,75 @@
+//! Admission control: with a CPU budget, the join that would overflow it is refused
+//! with 503 + Retry-After and a reason, before anything degrades; joins that fit (one
+//! sharing a running encode) still get in, and the running room keeps its picture.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{Server, publisher, wait_for_pixels};
+use mcu::client::{Client, ClientError};
+
+const RED: u32 = 0xff0000;
+const GREEN: u32 = 0x00ff00;
+const BLUE: u32 = 0x0000ff;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_join_that_would_overflow_the_budget_is_refused_and_the_room_plays_on() {
+    // A room of two VP8 publishers is estimated at ~0.51 cores (compositor, two
+    // decodes, one 720p VP8 encode); a second such room would need ~0.46 more.
+    let config = "[rtc]\ninclude_loopback = true\ninterfaces = [\"lo\"]\n";
+    let server = Server::start_with(Some(config), &[("MCU_LISTEN", "127.0.0.1:0"), ("MCU_MAX_CPU_CORES", "0.9")]);
+    let red = server.join("a", publisher("red", RED, 440.0)).await;
+    let green = server.join("a", publisher("green", GREEN, 660.0)).await;
+    for c in [&red, &green] {
+        assert!(c.wait_connected(Duration::from_secs(10)).await);
+    }
+    let grid = [(320, 360, RED), (960, 360, GREEN)];
+    assert!(wait_for_pixels(&red, &grid, Duration::from_secs(20)).await.is_ok());
+
+    let metrics = server.metrics().await;
+    assert_eq!(metrics.get("mcu_cpu_budget_cores"), Some(&0.9));
+    let used = metrics["mcu_cpu_estimated_cores"];
+    assert!((0.4..0.6).contains(&used), "estimated use of one room of two: {used}");
+
+    // A new room does not fit: 503, Retry-After, a reason naming the budget.
+    let err = Client::join(&server.url, "b", publisher("blue", BLUE, 550.0)).await.err().expect("refused");
+    match err {
+        ClientError::Refused { status, body } => {
+            assert_eq!(status, 503, "{body}");
+            let json: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
+            let reason = json["error"].as_str().unwrap_or_default();
+            assert!(reason.contains("CPU budget"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other}"),
+    }
+    // The same refusal seen over plain HTTP: it says when to retry.
+    let offer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+                 m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendrecv\r\n\
+                 a=rtpmap:96 VP8/90000\r\n";
+    let response = reqwest::Client::new()
+        .post(format!("{}/rooms/b/join", server.url))
+        .header("content-type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().get("retry-after").is_some(), "503 says when to retry");
+    let (status, _) = server.get_json("/rooms/b").await;
+    assert_eq!(status, 404, "the refused join built no room");
+
+    // A third publisher in the running room shares its encode: it fits.
+    let blue = server.join("a", publisher("blue", BLUE, 550.0)).await;
+    assert!(blue.wait_connected(Duration::from_secs(10)).await);
+
+    // The room keeps its picture coming.
+    let before = red.received.frames_received.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let frames = red.received.frames_received.load(Ordering::Relaxed) - before;
+    assert!(frames >= 60, "the running room keeps playing: {frames} frames in 3 s");
+    for c in [red, green, blue] {
+        c.close().await;
+    }
+}
