@@ -4,7 +4,6 @@
 //! mix and N Opus encodes — with no WebRTC, RTP, jitter buffers or HTTP. Its CPU is
 //! the physical limit of this design on this machine.
 
-use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -12,15 +11,20 @@ use super::media::{self, BenchMedia};
 use super::sys::CpuWindow;
 use crate::config::MediaConfig;
 use crate::layout;
-use crate::media::template::{self, render};
+use crate::media::codec::VideoCodec;
+use crate::media::encode::{EncodeSpec, encoder_description};
 
 /// The `gst-launch-1.0` description for `n` participants.
 pub fn description(media: &BenchMedia, config: &MediaConfig, n: usize) -> Result<String, String> {
-    let values = HashMap::from([
-        ("bitrate_bps", config.video_bitrate_bps.to_string()),
-        ("keyframe_max_dist", (config.fps * 10).to_string()),
-    ]);
-    let encoder = render(template::VIDEO_ENCODE_VP8, &values).map_err(|e| e.to_string())?;
+    // The server's own VP8 encode of its high tier (same template, threads, bitrate).
+    let spec = EncodeSpec {
+        codec: VideoCodec::Vp8,
+        width: config.width,
+        height: config.height,
+        fps: config.fps,
+        bitrate_bps: config.video_bitrate_bps,
+    };
+    let encoder = encoder_description(config, &spec).map_err(|e| e.to_string())?;
     let (w, h) = (config.width, config.height);
     let mut pads = String::new();
     for (i, cell) in layout::grid_cells(w, h, n).into_iter().enumerate() {
