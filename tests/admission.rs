@@ -19,7 +19,10 @@ async fn the_join_that_would_overflow_the_budget_is_refused_and_the_room_plays_o
     // A room of two VP8 publishers is estimated at ~0.51 cores (compositor, two
     // decodes, one 720p VP8 encode); a second such room would need ~0.46 more.
     let config = "[rtc]\ninclude_loopback = true\ninterfaces = [\"lo\"]\n";
-    let server = Server::start_with(Some(config), &[("MCU_LISTEN", "127.0.0.1:0"), ("MCU_MAX_CPU_CORES", "0.9")]);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("rec-admission-{}", std::process::id()));
+    let dir = dir.display().to_string();
+    let env = [("MCU_LISTEN", "127.0.0.1:0"), ("MCU_MAX_CPU_CORES", "0.9"), ("MCU_RECORDINGS_DIR", dir.as_str())];
+    let server = Server::start_with(Some(config), &env);
     let red = server.join("a", publisher("red", RED, 440.0)).await;
     let green = server.join("a", publisher("green", GREEN, 660.0)).await;
     for c in [&red, &green] {
@@ -63,6 +66,26 @@ async fn the_join_that_would_overflow_the_budget_is_refused_and_the_room_plays_o
     // A third publisher in the running room shares its encode: it fits.
     let blue = server.join("a", publisher("blue", BLUE, 550.0)).await;
     assert!(blue.wait_connected(Duration::from_secs(10)).await);
+
+    // An MP4 recording needs an H.264 encode nobody receives yet: it is counted.
+    let before = server.metrics().await["mcu_cpu_estimated_cores"];
+    let http = reqwest::Client::new();
+    let recording = format!("{}/rooms/a/recording", server.url);
+    let started = http
+        .post(&recording)
+        .header("content-type", "application/json")
+        .body(r#"{"format": "mp4"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 201, "{}", started.text().await.unwrap_or_default());
+    let r = common::eventually(Duration::from_secs(5), || async {
+        let after = server.metrics().await["mcu_cpu_estimated_cores"];
+        if after > before + 0.1 { Ok(()) } else { Err(format!("{before} -> {after}")) }
+    })
+    .await;
+    assert!(r.is_ok(), "the recording's encode counts against the budget: {r:?}");
+    assert_eq!(http.delete(&recording).send().await.unwrap().status(), 200);
 
     // The room keeps its picture coming.
     let before = red.received.frames_received.load(Ordering::Relaxed);

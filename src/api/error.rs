@@ -80,8 +80,13 @@ impl From<RecordingError> for ApiError {
             RecordingError::UnknownRoom | RecordingError::NotRecording => StatusCode::NOT_FOUND,
             RecordingError::AlreadyRecording => StatusCode::CONFLICT,
             RecordingError::Store(_) | RecordingError::Media(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            RecordingError::OverBudget(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
-        Self::new(status, e.to_string())
+        let mut error = Self::new(status, e.to_string());
+        if matches!(e, RecordingError::OverBudget(_)) {
+            error.retry_after_s = Some(30);
+        }
+        error
     }
 }
 

@@ -227,6 +227,9 @@ pub enum RecordingError {
     /// The recording pipeline failed.
     #[error("recording failed: {0}")]
     Media(String),
+    /// Its encode would take the server past its CPU budget.
+    #[error(transparent)]
+    OverBudget(#[from] budget::OverBudget),
 }
 
 /// Why a participant could not be changed.

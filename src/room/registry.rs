@@ -127,7 +127,7 @@ impl Rooms {
     }
 
     /// Promises `needed` cores to a join if the budget has them.
-    pub(super) fn admit(&self, needed: f64) -> Result<BudgetHold, JoinError> {
+    pub(super) fn admit(&self, needed: f64) -> Result<BudgetHold, budget::OverBudget> {
         let millicores = (needed * 1000.0).ceil() as u64;
         budget::admit(needed, self.estimated_cores(), self.cpu_budget())?;
         // Two joins may pass the check together and overshoot by one join's cost: the
@@ -265,6 +265,21 @@ impl Rooms {
         room: &RoomName,
         container: crate::media::recorder::Container,
     ) -> Result<RecordingStarted, RecordingError> {
+        // A recording of a room with video needs the first tier's encode in its codec;
+        // it costs something only when no receiver has it running already.
+        let load = self.room_load(room).ok_or(RecordingError::UnknownRoom)?;
+        let codec = match container {
+            crate::media::recorder::Container::Webm => crate::media::codec::VideoCodec::Vp8,
+            crate::media::recorder::Container::Mp4 => crate::media::codec::VideoCodec::H264,
+        };
+        let tier = self.ctx.config.media.tiers().into_iter().next();
+        let needed = match tier {
+            Some(t) if load.video && !load.encodes.iter().any(|e| e.codec == codec && e.width == t.width) => {
+                budget::EncodeLoad { codec, width: t.width, height: t.height, fps: t.fps }.cores()
+            }
+            _ => 0.0,
+        };
+        let _hold = self.admit(needed)?;
         self.ask(room, |reply| RoomCommand::StartRecording { container, reply })
             .await
             .unwrap_or(Err(RecordingError::UnknownRoom))
