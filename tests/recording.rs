@@ -256,12 +256,14 @@ async fn an_unwritable_directory_fails_the_recording_not_the_conference() {
     assert!(body["error"].as_str().unwrap().contains("not writable"), "{body}");
     let (_, state) = server.get_json("/rooms/blocked").await;
     assert_eq!(state["participants"].as_array().map(Vec::len), Some(2), "the conference goes on: {state}");
+    // The composite keeps coming (how fast is the benchmark's business, not this test's).
     let before = viewer.received.frames_decoded.load(std::sync::atomic::Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(
-        viewer.received.frames_decoded.load(std::sync::atomic::Ordering::Relaxed) > before + 15,
-        "the viewer still gets the composite"
-    );
+    let goes_on = common::eventually(Duration::from_secs(5), || async {
+        let now = viewer.received.frames_decoded.load(std::sync::atomic::Ordering::Relaxed);
+        if now > before + 15 { Ok(()) } else { Err(format!("{} frames decoded since", now - before)) }
+    })
+    .await;
+    assert!(goes_on.is_ok(), "the viewer still gets the composite: {goes_on:?}");
     std::fs::remove_file(&blocker).unwrap();
     red.close().await;
     viewer.close().await;
