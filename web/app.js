@@ -558,17 +558,11 @@
     if (!c || !c.url) return;
     el.qualityResult.textContent = "…";
     try {
-      const r = await api(c.url, {
-        method: "PATCH",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ quality: wanted }),
-      });
-      if (!r.ok) throw new Error(await errorText(r));
-      const body = await r.json();
+      const receive = await window.mcuQuality.request(api, errorText, c.url, wanted);
       if (call !== c) return;
       el.qualityResult.textContent = "";
       const me = c.participants.find((p) => p.id === c.id);
-      if (me) me.receive = body.receive;
+      if (me) me.receive = receive;
     } catch (e) {
       if (call === c) el.qualityResult.textContent = "Could not change quality: " + ((e && e.message) || e);
     }

@@ -56,5 +56,20 @@ window.mcuQuality = (() => {
     return true;
   }
 
-  return { QUALITIES, initial, remember, preferCodec, smallScreen };
+  /**
+   * Asks the server for `quality` for the participant at `url` (PATCH, through
+   * `api`, which adds the token); resolves to what it now receives, or throws with
+   * the server's reason (from `errorText`).
+   */
+  async function request(api, errorText, url, quality) {
+    const r = await api(url, {
+      method: "PATCH",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ quality }),
+    });
+    if (!r.ok) throw new Error(await errorText(r));
+    return (await r.json()).receive;
+  }
+
+  return { QUALITIES, initial, remember, preferCodec, smallScreen, request };
 })();
