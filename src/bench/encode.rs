@@ -21,6 +21,11 @@ use crate::media::encode::{EncodeSpec, encoder_description};
 use crate::media::quality::{self, Plane};
 use crate::media::tier::Tier;
 
+/// openh264 at low complexity, as a `media.h264_encoder` value.
+const OPENH264: &str = "openh264enc bitrate={bitrate_bps} rate-control=bitrate complexity=low usage-type=camera \
+    gop-size={keyframe_max_dist} multi-thread={threads} ! video/x-h264,profile=constrained-baseline \
+    ! h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au";
+
 /// Seconds of media encoded per measurement.
 pub const SECONDS: u32 = 5;
 
@@ -99,21 +104,19 @@ impl Encoder {
         if matches!(self, Encoder::Vp8 | Encoder::Vp8Speed16) { VideoCodec::Vp8 } else { VideoCodec::H264 }
     }
 
+    /// The encoder as the server would run it: openh264 goes through
+    /// `media.h264_encoder`, as an operator would configure it, so it gets the same
+    /// placeholders (threads, keyframe distance, bitrate) as the embedded templates.
     fn description(self, spec: &EncodeSpec) -> Result<String, String> {
-        let config = MediaConfig::default();
+        let config = match self {
+            Encoder::OpenH264 => MediaConfig { h264_encoder: Some(OPENH264.into()), ..MediaConfig::default() },
+            _ => MediaConfig::default(),
+        };
         let embedded = encoder_description(&config, spec).map_err(|e| e.to_string())?;
         Ok(match self {
-            Encoder::Vp8 | Encoder::X264Superfast => embedded,
             Encoder::X264Ultrafast => embedded.replace("speed-preset=superfast", "speed-preset=ultrafast"),
             Encoder::Vp8Speed16 => embedded.replace("cpu-used=8", "cpu-used=16"),
-            Encoder::OpenH264 => format!(
-                "openh264enc bitrate={} rate-control=bitrate complexity=low usage-type=camera gop-size={} \
-                 multi-thread={} ! video/x-h264,profile=constrained-baseline ! h264parse config-interval=-1 \
-                 ! video/x-h264,stream-format=byte-stream,alignment=au",
-                spec.bitrate_bps,
-                spec.fps * 10,
-                if spec.width * spec.height >= 640 * 360 { 2 } else { 1 }
-            ),
+            Encoder::Vp8 | Encoder::X264Superfast | Encoder::OpenH264 => embedded,
         })
     }
 

@@ -12,6 +12,7 @@
 use serde::Serialize;
 
 use crate::media::codec::VideoCodec;
+use crate::media::tier::Tier;
 
 /// A room's compositor, mixer and their threads, with video.
 pub const ROOM_VIDEO_CORES: f64 = 0.08;
@@ -40,6 +41,11 @@ pub struct EncodeLoad {
 }
 
 impl EncodeLoad {
+    /// An encode of `tier` in `codec`.
+    pub fn of(codec: VideoCodec, tier: &Tier) -> Self {
+        Self { codec, width: tier.width, height: tier.height, fps: tier.fps }
+    }
+
     /// Its estimated cost, cores.
     pub fn cores(&self) -> f64 {
         let mpx_s = f64::from(self.width) * f64::from(self.height) * f64::from(self.fps) / 1e6;

@@ -59,12 +59,7 @@ pub(super) async fn join(rooms: &Arc<Rooms>, room: &RoomName, request: JoinReque
 /// receiver is counted at the first tier, where it starts.
 fn join_cores(rooms: &Rooms, room: &RoomName, offer: &OfferSummary) -> f64 {
     let tier = rooms.context().config.media.tiers().into_iter().next();
-    let receives = offer.received_video().zip(tier).map(|(format, tier)| EncodeLoad {
-        codec: format.codec,
-        width: tier.width,
-        height: tier.height,
-        fps: tier.fps,
-    });
+    let receives = offer.received_video().zip(tier).map(|(format, tier)| EncodeLoad::of(format.codec, &tier));
     RoomLoad::join_cores(rooms.room_load(room).as_ref(), offer.published_video().is_some(), receives)
 }
 

@@ -268,15 +268,9 @@ impl Rooms {
         // A recording of a room with video needs the first tier's encode in its codec;
         // it costs something only when no receiver has it running already.
         let load = self.room_load(room).ok_or(RecordingError::UnknownRoom)?;
-        let codec = match container {
-            crate::media::recorder::Container::Webm => crate::media::codec::VideoCodec::Vp8,
-            crate::media::recorder::Container::Mp4 => crate::media::codec::VideoCodec::H264,
-        };
-        let tier = self.ctx.config.media.tiers().into_iter().next();
-        let needed = match tier {
-            Some(t) if load.video && !load.encodes.iter().any(|e| e.codec == codec && e.width == t.width) => {
-                budget::EncodeLoad { codec, width: t.width, height: t.height, fps: t.fps }.cores()
-            }
+        let encode = self.ctx.config.media.tiers().first().map(|t| budget::EncodeLoad::of(container.video_codec(), t));
+        let needed = match encode {
+            Some(encode) if load.video && !load.encodes.contains(&encode) => encode.cores(),
             _ => 0.0,
         };
         let _hold = self.admit(needed)?;

@@ -15,7 +15,7 @@ use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSampl
 
 mod recording;
 
-use super::budget::{EncodeLoad, RoomLoad};
+use super::budget::EncodeLoad;
 use super::core::{Action, EncodeKey, Input, QualityError, RoomCore};
 use super::join::Reservation;
 use super::media::{RoomMedia, audio_track, finalize, recording_state, track_output};
@@ -24,7 +24,7 @@ use super::readers::{read_audio, read_video};
 use super::registry::{RoomSlot, Rooms, ServerContext};
 use super::{
     JoinError, LeaveError, ParticipantId, ParticipantInfo, ReceiveInfo, RecordingError, RecordingStarted,
-    RecordingStopped, RoomState, RoomSummary, UpdateError,
+    RecordingStopped, RoomState, UpdateError,
 };
 use crate::media::audio::AudioCommand;
 use crate::media::codec::VideoCodec;
@@ -205,29 +205,21 @@ impl RoomTask {
         tracing::info!(room = %self.slot.name, "room closed");
     }
 
+    /// Updates the room's snapshot in place (it runs after every event, RTCP
+    /// reports included: no allocation).
     fn publish_summary(&self) {
         let mut summary = self.slot.summary.lock().unwrap_or_else(|p| p.into_inner());
+        let summary = &mut *summary;
+        summary.participants = self.participants.len();
+        summary.recording = self.media.as_ref().is_some_and(|m| m.recording.is_some());
+        let load = &mut summary.load;
+        load.video = self.media.as_ref().is_some_and(|m| m.video.is_some());
+        load.participants = self.participants.len();
+        load.video_publishers = self.participants.iter().filter(|p| p.video_input.is_some()).count();
         let tiers = self.core.tiers();
-        let encodes = self
-            .core
-            .running()
-            .filter_map(|key| {
-                let tier = tiers.get(key.tier)?;
-                Some(EncodeLoad { codec: key.codec, width: tier.width, height: tier.height, fps: tier.fps })
-            })
-            .collect();
-        let load = RoomLoad {
-            video: self.media.as_ref().is_some_and(|m| m.video.is_some()),
-            participants: self.participants.len(),
-            video_publishers: self.participants.iter().filter(|p| p.video_input.is_some()).count(),
-            encodes,
-        };
-        *summary = RoomSummary {
-            room: self.slot.name.to_string(),
-            participants: self.participants.len(),
-            recording: self.media.as_ref().is_some_and(|m| m.recording.is_some()),
-            load,
-        };
+        load.encodes.clear();
+        load.encodes
+            .extend(self.core.running().filter_map(|key| Some(EncodeLoad::of(key.codec, tiers.get(key.tier)?))));
     }
 
     fn handle_command(&mut self, cmd: RoomCommand) {
