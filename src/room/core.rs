@@ -311,12 +311,8 @@ impl RoomCore {
         if publishes.is_some() {
             self.relayout();
         }
-        let was_running = target.is_some_and(|key| self.running.contains(&key));
         self.reconcile();
-        if let Some(key) = target
-            && was_running
-        {
-            // (An encode that just started routed its receivers itself.)
+        if let Some(key) = target {
             self.actions.push_back(Action::Route(id.clone(), key));
             self.keyframe(now, key);
         }
@@ -335,11 +331,8 @@ impl RoomCore {
             return;
         }
         r.target = key;
-        let was_running = self.running.contains(&key);
         self.reconcile();
-        if was_running {
-            self.actions.push_back(Action::Route(id.clone(), key));
-        }
+        self.actions.push_back(Action::Route(id.clone(), key));
         self.actions.push_back(Action::TierChanged(id.clone(), key.tier));
         self.keyframe(now, key);
     }
@@ -355,36 +348,21 @@ impl RoomCore {
         }
     }
 
-    /// Starts the encodes someone needs and stops the others. A participant alone
-    /// would only watch itself (its page shows its own camera): no encode runs for
-    /// it until someone else joins, unless a recording needs one. A receiver whose
-    /// encode starts is routed to it at once.
+    /// Starts the encodes someone needs and stops the others.
     fn reconcile(&mut self) {
         let mut needed = self.consumers.clone();
-        if self.members.len() > 1 {
-            for r in self.members.values().filter_map(|m| m.receiver.as_ref()) {
-                needed.insert(r.target);
-                needed.extend(r.current);
-            }
+        for r in self.members.values().filter_map(|m| m.receiver.as_ref()) {
+            needed.insert(r.target);
+            needed.extend(r.current);
         }
         for key in self.running.difference(&needed).copied().collect::<Vec<_>>() {
             self.running.remove(&key);
             self.encode_keyframes.remove(&key);
             self.actions.push_back(Action::StopEncode(key));
-            for r in self.members.values_mut().filter_map(|m| m.receiver.as_mut()) {
-                if r.current == Some(key) {
-                    r.current = None;
-                }
-            }
         }
         for key in needed.difference(&self.running).copied().collect::<Vec<_>>() {
             self.running.insert(key);
             self.actions.push_back(Action::StartEncode(key));
-            for id in &self.order {
-                if self.members.get(id).and_then(|m| m.receiver.as_ref()).is_some_and(|r| r.target == key) {
-                    self.actions.push_back(Action::Route(id.clone(), key));
-                }
-            }
         }
     }
 

@@ -14,15 +14,6 @@ fn core() -> RoomCore {
     RoomCore::new(tiers(), (1280, 720), Duration::from_millis(500))
 }
 
-/// A room with a publisher that receives nothing, so that whoever joins is not
-/// alone (alone, nobody gets an encode).
-fn core_with_host() -> RoomCore {
-    let mut c = core();
-    join(&mut c, Instant::now(), "host", Some(VP8), None);
-    drain(&mut c);
-    c
-}
-
 fn id(name: &str) -> ParticipantId {
     ParticipantId::from_path(name)
 }
@@ -63,37 +54,21 @@ fn receivers_of_one_codec_and_tier_share_one_encode() {
     let t0 = Instant::now();
     let mut c = core();
     join(&mut c, t0, "a", Some(VP8), Some(VP8));
-    let alone = drain(&mut c);
-    assert!(started(&alone).is_empty(), "alone, a would only watch itself: {alone:?}");
+    let first = drain(&mut c);
+    assert_eq!(started(&first), [key(VP8, 0)]);
+    assert!(first.contains(&Action::Route(id("a"), key(VP8, 0))));
     join(&mut c, t0, "b", Some(H264), Some(VP8));
     let second = drain(&mut c);
-    assert_eq!(started(&second), [key(VP8, 0)], "{second:?}");
-    assert!(second.contains(&Action::Route(id("a"), key(VP8, 0))), "the waiting receiver is routed too");
+    assert!(started(&second).is_empty(), "{second:?}");
     assert!(second.contains(&Action::Route(id("b"), key(VP8, 0))));
     join(&mut c, t0, "c", None, Some(H264));
     assert_eq!(started(&drain(&mut c)), [key(H264, 0)], "an H.264 receiver gets its own encode");
 }
 
 #[test]
-fn a_participant_left_alone_costs_no_encode_until_someone_joins() {
-    let t0 = Instant::now();
-    let mut c = core();
-    join(&mut c, t0, "a", Some(VP8), Some(VP8));
-    join(&mut c, t0, "b", Some(VP8), Some(VP8));
-    drain(&mut c);
-    c.handle(t0, Input::Switched(id("a"), key(VP8, 0)));
-    c.handle(t0, Input::Leave(id("b")));
-    assert_eq!(stopped(&drain(&mut c)), [key(VP8, 0)]);
-    join(&mut c, t0, "c", None, Some(VP8));
-    let back = drain(&mut c);
-    assert_eq!(started(&back), [key(VP8, 0)], "one encode again, not a stale one: {back:?}");
-    assert!(back.contains(&Action::Route(id("a"), key(VP8, 0))));
-}
-
-#[test]
 fn an_encode_stops_with_its_last_receiver_and_not_before() {
     let t0 = Instant::now();
-    let mut c = core_with_host();
+    let mut c = core();
     join(&mut c, t0, "a", None, Some(VP8));
     join(&mut c, t0, "b", None, Some(VP8));
     drain(&mut c);
@@ -119,7 +94,7 @@ fn a_recording_keeps_its_encode_running() {
 #[test]
 fn a_pinned_quality_and_a_patch_pick_the_tier() {
     let t0 = Instant::now();
-    let mut c = core_with_host();
+    let mut c = core();
     c.handle(t0, Input::Join { id: id("a"), publishes: None, receives: Some((format(VP8), Quality::Pinned(2), None)) });
     assert_eq!(started(&drain(&mut c)), [key(VP8, 2)]);
     c.handle(t0, Input::Switched(id("a"), key(VP8, 2)));
@@ -137,7 +112,7 @@ fn a_pinned_quality_and_a_patch_pick_the_tier() {
 #[test]
 fn the_h264_level_caps_the_tier() {
     let t0 = Instant::now();
-    let mut c = core_with_host();
+    let mut c = core();
     let level_3 = VideoFormat::accept(H264, 102, "packetization-mode=1;profile-level-id=42e01e").unwrap();
     c.handle(t0, Input::Join { id: id("tv"), publishes: None, receives: Some((level_3, Quality::Auto, None)) });
     assert_eq!(started(&drain(&mut c)), [key(H264, 1)], "level 3 decodes 640x360, not 1280x720");
@@ -148,7 +123,7 @@ fn the_h264_level_caps_the_tier() {
 #[test]
 fn an_offer_bandwidth_picks_the_starting_tier() {
     let t0 = Instant::now();
-    let mut c = core_with_host();
+    let mut c = core();
     c.handle(
         t0,
         Input::Join { id: id("a"), publishes: None, receives: Some((format(VP8), Quality::Auto, Some(700_000))) },
@@ -159,7 +134,7 @@ fn an_offer_bandwidth_picks_the_starting_tier() {
 #[test]
 fn loss_moves_an_auto_receiver_down_and_quiet_moves_it_back_up() {
     let t0 = Instant::now();
-    let mut c = core_with_host();
+    let mut c = core();
     join(&mut c, t0, "a", None, Some(VP8));
     c.handle(t0, Input::Switched(id("a"), key(VP8, 0)));
     drain(&mut c);
