@@ -16,12 +16,16 @@ RUN apt-get update \
 WORKDIR /src
 
 # 1. Dependencies only: build the locked dependency graph against placeholder
-#    sources, so this layer is reused until Cargo.toml or Cargo.lock change.
+#    sources, so this layer is reused until Cargo.toml or Cargo.lock change. The
+#    workspace's other member (crates/mcu-bench, the load generator) only needs its
+#    manifest here: the image builds the server alone.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+COPY crates/mcu-bench/Cargo.toml ./crates/mcu-bench/
+RUN mkdir -p src crates/mcu-bench/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs \
- && cargo build --release --locked \
+ && touch src/lib.rs crates/mcu-bench/src/lib.rs \
+ && echo 'fn main() {}' > crates/mcu-bench/src/main.rs \
+ && cargo build --release --locked -p mcu \
  && rm -rf src \
       target/release/mcu target/release/mcu.d \
       target/release/deps/mcu-* target/release/deps/libmcu-* \
@@ -35,7 +39,7 @@ COPY src ./src
 # COPY keeps the files' original timestamps; touching the crate roots makes sure
 # cargo never mistakes them for older than the placeholder build.
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked \
+ && cargo build --release --locked -p mcu \
  && install -D -m 0755 target/release/mcu /out/mcu
 
 # ---------------------------------------------------------------------------

@@ -23,27 +23,27 @@ run: deps
 
 lint: deps
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Integration tests start real servers and real WebRTC peers; one at a time keeps
 # them real-time on a 2-core machine.
 test: test-deps lint
-	$(CARGO) test --all-targets -- --test-threads=1
+	$(CARGO) test --workspace --all-targets -- --test-threads=1
 
 fmt:
 	$(CARGO) fmt --all
 
 # Benchmarks: installs janus and perf, builds, runs every measurement against servers
-# it starts itself (~7 min on 2 cores), prints the figures and rewrites
+# it starts itself (~25 min on 2 cores), prints the figures and rewrites
 # BENCHMARKS.md and docs/bench/ from them.
 bench: deps
 	@bash scripts/install-deps.sh bench
-	$(CARGO) build --release
-	RUST_LOG=error ./target/release/mcu bench all
+	$(CARGO) build --release --workspace
+	RUST_LOG=error ./target/release/mcu-bench all
 
 # Join reliability: 1000 joins one after another and 200 with 50 at once, each with
 # and without a CPU hog, against a server it starts; prints the table and updates
 # its section of BENCHMARKS.md (the other figures are kept).
 stress-connect: deps
-	$(CARGO) build --release
-	RUST_LOG=error ./target/release/mcu bench all --only connect
+	$(CARGO) build --release --workspace
+	RUST_LOG=error ./target/release/mcu-bench all --only connect

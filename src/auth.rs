@@ -17,6 +17,8 @@ pub enum Permission {
     Subscribe,
     /// Start and stop recordings.
     Record,
+    /// Run the meeting: set the layout, mute and remove other participants.
+    Moderate,
     /// List rooms and recordings, download recordings, read metrics; implies every
     /// other permission.
     Admin,
@@ -32,8 +34,9 @@ impl std::str::FromStr for Permission {
             "publish" => Ok(Self::Publish),
             "subscribe" => Ok(Self::Subscribe),
             "record" => Ok(Self::Record),
+            "moderate" => Ok(Self::Moderate),
             "admin" => Ok(Self::Admin),
-            other => Err(format!("unknown permission {other:?} (publish, subscribe, record, admin)")),
+            other => Err(format!("unknown permission {other:?} (publish, subscribe, record, moderate, admin)")),
         }
     }
 }
@@ -225,7 +228,7 @@ mod tests {
             aud: &'static str,
         }
         let foreign =
-            Foreign { sub: "x", room: "r", exp: unix_now() + 60, perms: ["subscribe", "moderate"], aud: "app" };
+            Foreign { sub: "x", room: "r", exp: unix_now() + 60, perms: ["subscribe", "broadcast"], aud: "app" };
         let token =
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &foreign, &EncodingKey::from_secret(b"s")).unwrap();
         let access = Authenticator::new(Some("s")).check(Some(&format!("Bearer {token}"))).unwrap();

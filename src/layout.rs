@@ -1,4 +1,4 @@
-//! Grid layout math for the shared composite (contract: "grid" layout).
+//! Layout math for the shared composite (contract: the "grid" and "speaker" layouts).
 //!
 //! Pure functions: given the canvas size and the number of video publishers, where does
 //! each publisher's cell go. The compositor scales each picture into its cell keeping
@@ -56,6 +56,36 @@ pub fn cell_at(canvas_width: u32, canvas_height: u32, cols: usize, rows: usize, 
         width: canvas_width / cols_u,
         height: canvas_height / rows_u,
     }
+}
+
+/// The speaker layout: publisher `featured` (an index in join order) fills the main
+/// area, `W x 3H/4` at the top; the others, in join order, fill a bottom strip of
+/// `k = max(n-1, 4)` equal cells, the `i`th of them at `x = i*W/k, y = 3H/4`, each
+/// `W/k x H/4`. With one publisher only the main area is used. A `featured` out of
+/// range features the first publisher. Cells are returned in join order.
+pub fn speaker_cells(canvas_width: u32, canvas_height: u32, n: usize, featured: usize) -> Vec<Rect> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let featured = if featured < n { featured } else { 0 };
+    let main_height = canvas_height * 3 / 4;
+    let strip_cells = (n - 1).max(4) as u32;
+    let mut strip_index = 0u32;
+    (0..n)
+        .map(|i| {
+            if i == featured {
+                return Rect { x: 0, y: 0, width: canvas_width, height: main_height };
+            }
+            let cell = Rect {
+                x: strip_index * canvas_width / strip_cells,
+                y: main_height,
+                width: canvas_width / strip_cells,
+                height: canvas_height / 4,
+            };
+            strip_index += 1;
+            cell
+        })
+        .collect()
 }
 
 /// Where a `src_w x src_h` picture lands inside `cell` when scaled to fit keeping its
@@ -121,6 +151,54 @@ mod tests {
     #[test]
     fn single_publisher_fills_the_canvas() {
         assert_eq!(grid_cells(1280, 720, 1), vec![Rect { x: 0, y: 0, width: 1280, height: 720 }]);
+    }
+
+    #[test]
+    fn speaker_layout_features_one_and_strips_the_rest() {
+        let cells = speaker_cells(1280, 720, 3, 1);
+        assert_eq!(
+            cells,
+            vec![
+                Rect { x: 0, y: 540, width: 320, height: 180 },
+                Rect { x: 0, y: 0, width: 1280, height: 540 },
+                Rect { x: 320, y: 540, width: 320, height: 180 },
+            ]
+        );
+        assert_eq!(speaker_cells(1280, 720, 1, 0), vec![Rect { x: 0, y: 0, width: 1280, height: 540 }]);
+        assert_eq!(speaker_cells(1280, 720, 0, 0), vec![]);
+        // Out of range: the first publisher is featured.
+        assert_eq!(speaker_cells(1280, 720, 2, 7)[0], Rect { x: 0, y: 0, width: 1280, height: 540 });
+    }
+
+    #[test]
+    fn speaker_layout_cells_tile_without_overlap_for_any_n_and_canvas() {
+        for (w, h) in [(1280, 720), (640, 360), (320, 180), (1920, 1080), (642, 362)] {
+            for n in 1..=20 {
+                for featured in [0, n / 2, n - 1] {
+                    let cells = speaker_cells(w, h, n, featured);
+                    assert_eq!(cells.len(), n);
+                    let main = cells[featured];
+                    assert_eq!((main.x, main.y, main.width, main.height), (0, 0, w, h * 3 / 4), "n={n} {w}x{h}");
+                    let k = (n - 1).max(4) as u32;
+                    let strip: Vec<&Rect> =
+                        cells.iter().enumerate().filter(|(i, _)| *i != featured).map(|(_, c)| c).collect();
+                    for (i, c) in strip.iter().enumerate() {
+                        assert_eq!(c.x, i as u32 * w / k, "join order along the strip");
+                        assert_eq!((c.y, c.width, c.height), (h * 3 / 4, w / k, h / 4));
+                        assert!(c.x + c.width <= w && c.y + c.height <= h, "inside the canvas");
+                    }
+                    for (i, a) in cells.iter().enumerate() {
+                        for b in &cells[i + 1..] {
+                            let apart = a.x + a.width <= b.x
+                                || b.x + b.width <= a.x
+                                || a.y + a.height <= b.y
+                                || b.y + b.height <= a.y;
+                            assert!(apart, "n={n} {w}x{h}: {a:?} overlaps {b:?}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,8 +5,6 @@
 
 pub mod api;
 pub mod auth;
-pub mod bench;
-pub mod client;
 pub mod config;
 pub mod layout;
 pub mod media;

@@ -26,8 +26,6 @@ enum Command {
     Config(ServeArgs),
     /// Mint an access token (HS256, signed with MCU_AUTH_SECRET) and print it.
     Token(TokenArgs),
-    /// Load generator and benchmarks.
-    Bench(mcu::bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -83,7 +81,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve(cli.serve));
     match command {
-        Command::Bench(args) => mcu::bench::main(args),
         Command::Config(args) => match load_config(&args) {
             Ok(config) => {
                 print!("{}", config.to_redacted_toml());

@@ -44,6 +44,12 @@ pub static PEER_CONNECTIONS: Gauge = Gauge::new();
 pub static TRACK_READERS: Gauge = Gauge::new();
 /// Recordings being written.
 pub static RECORDINGS: Gauge = Gauge::new();
+/// Audio publishers in a mix now (speaking): each has its own mix-minus encode, the
+/// rest share their room's full-mix encode.
+pub static AUDIO_SPEAKERS: Gauge = Gauge::new();
+/// Encoded audio frames dropped because a listener's track writer fell behind
+/// (a counter: only ever incremented).
+pub static AUDIO_FRAMES_DROPPED: Gauge = Gauge::new();
 
 /// The CPU budget and its estimated use, cores.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +62,7 @@ pub struct CpuLoad {
 
 /// Renders the gauges in the Prometheus text format.
 pub fn render(rooms: usize, participants: usize, cpu: CpuLoad) -> String {
-    let gauges: [(&str, &str, i64); 11] = [
+    let gauges: [(&str, &str, i64); 12] = [
         ("mcu_rooms", "Rooms with at least one participant", rooms as i64),
         ("mcu_participants", "Participants in all rooms", participants as i64),
         ("mcu_pipelines", "Live room media pipelines", PIPELINES.get()),
@@ -68,11 +74,17 @@ pub fn render(rooms: usize, participants: usize, cpu: CpuLoad) -> String {
         ("mcu_peer_connections", "Peer connections not yet closed", PEER_CONNECTIONS.get()),
         ("mcu_track_readers", "Tasks reading remote tracks", TRACK_READERS.get()),
         ("mcu_recordings", "Recordings being written", RECORDINGS.get()),
+        ("mcu_audio_speakers", "Audio publishers in a mix now, each with its own encode", AUDIO_SPEAKERS.get()),
     ];
     let mut out = String::new();
     for (name, help, value) in gauges {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
     }
+    let name = "mcu_audio_frames_dropped_total";
+    out.push_str(&format!(
+        "# HELP {name} Audio frames dropped because a listener's writer fell behind\n# TYPE {name} counter\n{name} {}\n",
+        AUDIO_FRAMES_DROPPED.get()
+    ));
     let cores = [
         ("mcu_cpu_budget_cores", "CPU cores media may use (0: no limit)", cpu.budget.unwrap_or(0.0)),
         ("mcu_cpu_estimated_cores", "Estimated CPU cores used by what runs and joins in flight", cpu.estimated),

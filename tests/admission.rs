@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{Server, publisher, wait_for_pixels};
-use mcu::client::{Client, ClientError};
+use mcu_bench::client::{Client, ClientError};
 
 const RED: u32 = 0xff0000;
 const GREEN: u32 = 0x00ff00;

@@ -3,7 +3,7 @@
 mod common;
 
 use common::Server;
-use mcu::client::{Client, ClientOptions};
+use mcu_bench::client::{Client, ClientOptions};
 
 const OPUS_VP8_OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
 m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n";
@@ -80,14 +80,14 @@ async fn join_leave_and_room_errors_have_the_contract_statuses() {
     // Limits: one participant per room, one room per server.
     let first = Client::join(&server.url, "a", watcher()).await.expect("first join");
     match Client::join(&server.url, "a", watcher()).await {
-        Err(mcu::client::ClientError::Refused { status, body }) => {
+        Err(mcu_bench::client::ClientError::Refused { status, body }) => {
             assert_eq!(status, 503, "room full: {body}");
             assert!(body.contains("\"error\""), "{body}");
         }
         other => panic!("second participant should be refused, got {:?}", other.map(|_| ())),
     }
     match Client::join(&server.url, "b", watcher()).await {
-        Err(mcu::client::ClientError::Refused { status, .. }) => assert_eq!(status, 503, "server full"),
+        Err(mcu_bench::client::ClientError::Refused { status, .. }) => assert_eq!(status, 503, "server full"),
         other => panic!("second room should be refused, got {:?}", other.map(|_| ())),
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::Server;
 use mcu::auth::{Claims, Permission, mint, unix_now};
-use mcu::client::{Client, ClientError, ClientOptions};
+use mcu_bench::client::{Client, ClientError, ClientOptions};
 
 const SECRET: &str = "test-secret-0123456789";
 

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::Server;
-use mcu::client::{Client, ClientOptions};
+use mcu_bench::client::{Client, ClientOptions};
 
 /// A network namespace with a veth pair to the host; removed on drop.
 struct Link {

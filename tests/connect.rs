@@ -8,7 +8,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::{Server, eventually};
-use mcu::bench::connect::{ConnectPlan, ConnectSummary, run};
+use mcu_bench::connect::{ConnectPlan, ConnectSummary, run};
 
 const CHURN: &str = "[server]\njoin_rate_per_min = 0\nmax_rooms = 200\n[media]\nwidth = 320\nheight = 180\n";
 
@@ -26,7 +26,7 @@ async fn gauges_all_zero(server: &Server) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn joins_and_leaves_at_once_on_a_busy_machine_all_connect() {
     let server = Server::start(CHURN);
-    let hog = mcu::bench::connect::CpuHog::start();
+    let hog = mcu_bench::connect::CpuHog::start();
     let plan = ConnectPlan {
         url: server.url.clone(),
         joins: 160,
@@ -56,7 +56,7 @@ async fn joins_and_leaves_at_once_on_a_busy_machine_all_connect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_hangs_up_mid_join_is_not_added() {
     let server = Server::start(CHURN);
-    let offer = mcu::bench::connect::sample_offer().await;
+    let offer = mcu_bench::connect::sample_offer().await;
     let addr = server.url.trim_start_matches("http://").to_owned();
     for _ in 0..5 {
         let mut stream = std::net::TcpStream::connect(&addr).unwrap();

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{Server, publisher};
-use mcu::client::{Client, ClientOptions};
+use mcu_bench::client::{Client, ClientOptions};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -13,7 +13,8 @@ use common::{Server, eventually, publisher};
 #[ignore = "helper process for participant_that_vanishes_is_removed_and_freed"]
 async fn helper_participant_that_will_be_killed() {
     let Ok(url) = std::env::var("MCU_TEST_SERVER") else { return };
-    let client = mcu::client::Client::join(&url, "vanish", publisher("doomed", 0x0000ff, 880.0)).await.expect("join");
+    let client =
+        mcu_bench::client::Client::join(&url, "vanish", publisher("doomed", 0x0000ff, 880.0)).await.expect("join");
     assert!(client.wait_connected(Duration::from_secs(10)).await);
     println!("JOINED");
     tokio::time::sleep(Duration::from_secs(120)).await;

@@ -1,5 +1,6 @@
 //! Three real participants: each sees the contract's grid with everyone's colour and
-//! hears the other two tones but not its own (mix-minus).
+//! hears the other two tones but not its own (mix-minus). A publisher who says
+//! nothing leaves the mix and hears everyone from the shared full-mix encode.
 
 mod common;
 
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use common::{Server, check_pixels, eventually, publisher, tone_levels};
 use mcu::layout::{cell_at, fit_in_cell, grid_cells};
+use mcu_bench::client::{Client, ClientOptions};
 
 const RED: u32 = 0xff0000;
 const GREEN: u32 = 0x00ff00;
@@ -88,4 +90,64 @@ async fn three_participants_see_the_grid_and_hear_everyone_but_themselves() {
     assert_eq!(names, ["red", "green", "blue"]);
     assert!(state["participants"].as_array().unwrap().iter().all(|p| p["audio"] == true && p["video"] == true));
     assert_eq!(state["layout"], "grid");
+}
+
+/// Tone levels in the last ~1.4 s of what `client` heard.
+async fn fresh_levels(client: &Client, tones: &[f32]) -> Vec<f64> {
+    client.received.clear_audio();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let pcm = client.received.recent_audio(65_536);
+    assert!(pcm.len() >= 65_536, "got {} samples of audio", pcm.len());
+    tone_levels(&pcm, tones)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_publisher_leaves_the_mix_and_hears_everyone() {
+    let server = Server::start("");
+    let voice = |name: &str, hz: f32, silent: bool| ClientOptions {
+        video_color: None,
+        audio_only: true,
+        start_muted: silent,
+        ..publisher(name, 0, hz)
+    };
+    let a = server.join("vad", voice("a", 440.0, false)).await;
+    let b = server.join("vad", voice("b", 660.0, false)).await;
+    let quiet = server.join("vad", voice("quiet", 880.0, true)).await;
+    for c in [&a, &b, &quiet] {
+        assert!(c.wait_connected(Duration::from_secs(10)).await, "peer connected");
+    }
+    let speakers = |n: f64| {
+        let server = &server;
+        async move {
+            let m = server.metrics().await;
+            let now = m.get("mcu_audio_speakers").copied().unwrap_or(-1.0);
+            if now == n { Ok(()) } else { Err(format!("mcu_audio_speakers {now}, want {n}")) }
+        }
+    };
+    let two = eventually(Duration::from_secs(10), || speakers(2.0)).await;
+    assert!(two.is_ok(), "two talk, one is silent: {two:?}");
+
+    let tones = [440.0, 660.0, 880.0];
+    let levels = fresh_levels(&quiet, &tones).await;
+    eprintln!("silent publisher hears 440/660/880 Hz: {levels:.3?}");
+    assert!(levels[0] > 0.3 && levels[1] > 0.3, "the silent publisher hears both speakers: {levels:?}");
+    let levels = fresh_levels(&a, &tones).await;
+    eprintln!("speaker a hears 440/660/880 Hz: {levels:.3?}");
+    assert!(levels[0] < 0.05 && levels[1] > 0.3, "a speaker hears the other, not herself: {levels:?}");
+
+    // The silent one speaks up: she is in the mix at once, with her own encode.
+    quiet.cue(0);
+    let three = eventually(Duration::from_secs(5), || speakers(3.0)).await;
+    assert!(three.is_ok(), "all three talk: {three:?}");
+    let levels = fresh_levels(&a, &tones).await;
+    eprintln!("speaker a hears 440/660/880 Hz: {levels:.3?}");
+    assert!(levels[2] > 0.3 && levels[0] < 0.05, "a hears the new speaker: {levels:?}");
+    let levels = fresh_levels(&quiet, &tones).await;
+    assert!(levels[2] < 0.05 && levels[0] > 0.3, "the new speaker does not hear herself: {levels:?}");
+
+    for c in [a, b, quiet] {
+        c.close().await;
+    }
+    let none = eventually(Duration::from_secs(10), || speakers(0.0)).await;
+    assert!(none.is_ok(), "nobody left: {none:?}");
 }

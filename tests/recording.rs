@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Server, color_matches, publisher, tone_levels};
-use mcu::client::ClientOptions;
 use mcu::layout::grid_cells;
+use mcu_bench::client::ClientOptions;
 use serde_json::Value;
 
 const RED: u32 = 0xff0000;

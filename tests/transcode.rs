@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Server, eventually, publisher, wait_for_pixels};
-use mcu::client::{Client, ClientOptions};
 use mcu::media::codec::VideoCodec;
+use mcu_bench::client::{Client, ClientOptions};
 
 const RED: u32 = 0xff0000;
 const BLUE: u32 = 0x0000ff;
@@ -106,7 +106,7 @@ async fn tiers_are_pinned_on_join_and_changed_by_patch() {
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("unknown quality"));
     let err = Client::join(&server.url, "tiers", viewer(VideoCodec::Vp8, Some("ultra"))).await.err().unwrap();
-    assert!(matches!(err, mcu::client::ClientError::Refused { status: 400, .. }), "{err}");
+    assert!(matches!(err, mcu_bench::client::ClientError::Refused { status: 400, .. }), "{err}");
     let unknown = reqwest::Client::new()
         .patch(format!("{}/rooms/tiers/participants/nobody", server.url))
         .header("content-type", "application/json")

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{Server, publisher};
-use mcu::client::{Client, ClientOptions};
+use mcu_bench::client::{Client, ClientOptions};
 use webrtc::ice_transport::ice_server::RTCIceServer;
 
 const TURN_SECRET: &str = "turn-test-secret";

@@ -2,6 +2,7 @@
 //! responses. Every error is the contract's JSON `{"error": ...}`.
 
 mod error;
+mod layout;
 mod limit;
 mod participants;
 mod recordings;
@@ -98,6 +99,16 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
             reply(participants::update(room, id, content_type, authorization, body, &api).await)
         })
         .boxed();
+    let set_layout = warp::path!("rooms" / String / "layout")
+        .and(warp::put())
+        .and(warp::header::optional::<String>("content-type"))
+        .and(bearer())
+        .and(body_stream())
+        .and(with_api.clone())
+        .then(|room, content_type, authorization, body, api: Shared| async move {
+            reply(layout::put(room, content_type, authorization, body, &api).await)
+        })
+        .boxed();
     let list = warp::path!("rooms")
         .and(warp::get())
         .and(bearer())
@@ -128,7 +139,8 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .then(|authorization, api| async move { reply(metrics_text(authorization, api).await) })
         .boxed();
 
-    let conference = join.or(leave).unify().or(update).unify().or(list).unify().or(state).unify().boxed();
+    let conference =
+        join.or(leave).unify().or(update).unify().or(set_layout).unify().or(list).unify().or(state).unify().boxed();
     let operations = ice_servers.or(health).unify().or(metrics).unify().boxed();
     let all: BoxedFilter<(Response,)> =
         conference.or(recordings).unify().or(operations).unify().or(web::routes(web_dir)).unify().boxed();
@@ -258,6 +270,16 @@ pub(crate) fn body_stream() -> impl Filter<Extract = (BodyStream,), Error = warp
 
 /// Reads a body of at most `limit` bytes, whatever its transfer encoding; `what` names
 /// it in errors ("SDP offer", "JSON body").
+/// Reads a small JSON request body (at most 16 KiB); `415` unless it is declared
+/// `application/json`.
+pub(crate) async fn read_json(content_type: Option<&str>, body: BodyStream) -> Result<Vec<u8>, ApiError> {
+    let json = content_type.and_then(|c| c.split(';').next()).is_some_and(|m| m.trim() == "application/json");
+    if !json {
+        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"));
+    }
+    read_body(body, 16 * 1024, "JSON body").await
+}
+
 pub(crate) async fn read_body(mut body: BodyStream, limit: u64, what: &str) -> Result<Vec<u8>, ApiError> {
     let mut data = Vec::new();
     while let Some(chunk) = body.next().await {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
-use super::{ApiError, BodyStream, Shared, read_body, room_name};
+use super::{ApiError, BodyStream, Shared, read_json, room_name};
 use crate::auth::{Access, Permission};
 use crate::media::tier::{Quality, Tier, parse_quality};
 use crate::room::{ParticipantId, UpdateError};
@@ -58,12 +58,7 @@ pub(super) async fn update(
         Access::Token(claims) if !claims.allows(Permission::Admin) => Some(claims.sub),
         _ => None,
     };
-    let json =
-        content_type.as_deref().and_then(|c| c.split(';').next()).is_some_and(|m| m.trim() == "application/json");
-    if !json {
-        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"));
-    }
-    let body = read_body(body, 16 * 1024, "JSON body").await?;
+    let body = read_json(content_type.as_deref(), body).await?;
     let update: Update = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))?;
     let Some(text) = update.quality else {

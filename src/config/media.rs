@@ -30,6 +30,12 @@ pub struct MediaConfig {
     pub video_jitter_ms: u32,
     /// Audio jitter buffer depth before playout, in milliseconds (20 ms packets).
     pub audio_jitter_ms: u32,
+    /// Voice activity threshold (RMS dBFS of a 20 ms frame): a publisher below it for
+    /// a second leaves the mix and shares the full-mix encode instead of having its
+    /// own mix-minus encode. -55 lets quiet speech through (a normal voice is -20 to
+    /// -35 dBFS) and gates the hiss of a silent microphone; -127 mixes everyone who
+    /// sends anything but digital silence.
+    pub voice_threshold_dbfs: f64,
     /// Extra time the compositor waits for inputs before emitting a frame without them.
     /// Must cover the video jitter buffer plus decoding, or inputs arrive too late.
     pub compositor_latency_ms: u32,
@@ -47,6 +53,13 @@ pub struct MediaConfig {
     /// GStreamer description of the H.264 decoder of a publisher's video, replacing
     /// `avdec_h264` (e.g. `openh264dec` or a hardware decoder).
     pub h264_decoder: Option<String>,
+    /// Threads of each encode of a canvas of 640x360 or more (the `{threads}`
+    /// placeholder; smaller canvases always use 1). 1 by default: a second libvpx
+    /// thread makes a 720p VP8 encode cost about 40 % more CPU in all (BENCHMARKS.md
+    /// 4c) for a frame a few milliseconds sooner, and a server runs many encodes at
+    /// once, so one thread each gets the most rooms out of the machine. Raise it on a
+    /// many-core machine hosting one large meeting where each millisecond counts.
+    pub encoder_threads: u32,
 }
 
 /// One quality tier in the configuration file.
@@ -76,11 +89,13 @@ impl Default for MediaConfig {
             audio_bitrate_bps: 32_000,
             video_jitter_ms: 50,
             audio_jitter_ms: 60,
+            voice_threshold_dbfs: -55.0,
             compositor_latency_ms: 100,
             keyframe_min_interval_ms: 500,
             video_encoder: None,
             h264_encoder: None,
             h264_decoder: None,
+            encoder_threads: 1,
         }
     }
 }
@@ -145,6 +160,12 @@ impl MediaConfig {
         }
         if self.audio_jitter_ms < 20 || self.audio_jitter_ms > 1000 {
             return invalid("media.audio_jitter_ms must be within 20 .. 1000".into());
+        }
+        if !(-127.0..=0.0).contains(&self.voice_threshold_dbfs) {
+            return invalid("media.voice_threshold_dbfs must be within -127 .. 0".into());
+        }
+        if !(1..=16).contains(&self.encoder_threads) {
+            return invalid("media.encoder_threads must be within 1 .. 16".into());
         }
         if self.keyframe_min_interval_ms >= 1000 {
             return invalid("media.keyframe_min_interval_ms must be below 1000 (PLI answered within 1 s)".into());

@@ -1,7 +1,8 @@
 //! The room's audio: a dedicated thread that every 20 ms pulls one frame from each
-//! source's jitter buffer, decodes it, sums the room, and encodes a mix-minus for each
-//! listener who publishes audio plus one shared full mix for everyone else
-//! (watch-only viewers, video-only publishers, recordings).
+//! source's jitter buffer, decodes it, sums the sources that are speaking
+//! ([`super::voice`]), and encodes a mix-minus for each speaker plus one shared full
+//! mix for everyone else (silent publishers, watch-only viewers, video-only
+//! publishers, recordings): the encodes follow who talks, not who is in the room.
 //!
 //! Buffers are allocated once per source/listener and reused every tick.
 
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use super::MediaError;
 use super::jitter::{JitterBuffer, Playout};
 use super::mix;
+use super::voice::{HANGOVER_FRAMES, VoiceActivity, level_dbfs};
 use crate::metrics::{self, GaugeGuard};
 
 /// Samples per channel in one 20 ms frame at 48 kHz.
@@ -37,6 +39,14 @@ impl<F: FnMut(Bytes) + Send> AudioOutput for F {
         self(frame)
     }
 }
+
+/// Receives the sources' voice levels every [`LEVEL_REPORT_TICKS`] ticks, on the
+/// mixer thread: each source with the mean level (dBFS) of the frames it spoke in
+/// that interval, or `None` when it did not speak.
+pub type LevelSink = Box<dyn FnMut(Vec<(Arc<str>, Option<f64>)>) + Send>;
+
+/// Ticks between two level reports (200 ms).
+pub const LEVEL_REPORT_TICKS: u32 = 10;
 
 /// What the room tells the mixer.
 pub enum AudioCommand {
@@ -67,6 +77,9 @@ pub struct AudioMixerConfig {
     pub bitrate_bps: i32,
     /// Jitter buffer depth, in 20 ms packets.
     pub jitter_packets: usize,
+    /// Level (dBFS) at or above which a source's frame counts as voice; a source
+    /// quiet for [`HANGOVER_FRAMES`] leaves the mix (`f64::NEG_INFINITY`: never).
+    pub voice_threshold_dbfs: f64,
 }
 
 /// Handle to a room's mixer thread; dropping it stops the thread.
@@ -76,8 +89,8 @@ pub struct AudioMixer {
 }
 
 impl AudioMixer {
-    /// Starts the mixer thread.
-    pub fn start(name: &str, config: AudioMixerConfig) -> Result<Self, MediaError> {
+    /// Starts the mixer thread; `levels` gets the voice levels (active speaker).
+    pub fn start(name: &str, config: AudioMixerConfig, levels: Option<LevelSink>) -> Result<Self, MediaError> {
         // Fail early (in the caller) if Opus rejects the settings.
         new_encoder(config.bitrate_bps)?;
         let (tx, rx) = mpsc::channel();
@@ -85,7 +98,9 @@ impl AudioMixer {
             .name(format!("mix-{name}"))
             .spawn(move || {
                 let _live = GaugeGuard::new(&metrics::AUDIO_MIXERS);
-                MixerState::new(config).run(rx);
+                let mut state = MixerState::new(config);
+                state.levels = levels;
+                state.run(rx);
             })
             .map_err(|e| MediaError::Pipeline(format!("cannot spawn mixer thread: {e}")))?;
         Ok(Self { tx: Some(tx), thread: Some(thread) })
@@ -126,16 +141,25 @@ struct Source {
     decoder: opus::Decoder,
     /// Decoded samples waiting to be mixed (packets may be longer than 20 ms).
     fifo: VecDeque<i16>,
-    /// This tick's frame, and whether it carries anything.
+    /// This tick's frame, and whether it is in the mix (a frame arrived and the
+    /// source is speaking).
     frame: Vec<i16>,
     contributing: bool,
+    voice: VoiceActivity,
+    /// Counted on [`metrics::AUDIO_SPEAKERS`] while the source is speaking.
+    speaking: Option<GaugeGuard>,
+    /// Sum of the levels (dBFS) of the frames it spoke in since the last report, and
+    /// how many.
+    level_sum_db: f64,
+    level_frames: u32,
     decode_buf: Vec<i16>,
     _live: GaugeGuard,
 }
 
 struct Listener {
     output: Box<dyn AudioOutput>,
-    /// Personal encoder for mix-minus; `None` for listeners fed the shared mix.
+    /// Personal encoder for mix-minus, used while its source speaks; `None` for
+    /// listeners who publish no audio (always fed the shared mix).
     encoder: Option<opus::Encoder>,
 }
 
@@ -147,6 +171,8 @@ struct MixerState {
     acc: Vec<i32>,
     pcm_out: Vec<i16>,
     encoded: Vec<u8>,
+    levels: Option<LevelSink>,
+    ticks: u32,
 }
 
 fn new_encoder(bitrate_bps: i32) -> Result<opus::Encoder, MediaError> {
@@ -169,6 +195,8 @@ impl MixerState {
             acc: vec![0; FRAME_SAMPLES],
             pcm_out: vec![0; FRAME_SAMPLES],
             encoded: vec![0; MAX_ENCODED_BYTES],
+            levels: None,
+            ticks: 0,
         }
     }
 
@@ -211,6 +239,10 @@ impl MixerState {
                             fifo: VecDeque::with_capacity(MAX_PACKET_SAMPLES * 2),
                             frame: vec![0; FRAME_SAMPLES],
                             contributing: false,
+                            voice: VoiceActivity::new(self.config.voice_threshold_dbfs, HANGOVER_FRAMES),
+                            speaking: None,
+                            level_sum_db: 0.0,
+                            level_frames: 0,
                             decode_buf: vec![0; MAX_PACKET_SAMPLES],
                             _live: GaugeGuard::new(&metrics::AUDIO_SOURCES),
                         },
@@ -253,13 +285,11 @@ impl MixerState {
                     mix::mix_minus(&self.acc, &source.frame, &mut self.pcm_out);
                     encode(encoder, &self.pcm_out, &mut self.encoded)
                 }
-                (Some(encoder), None) => {
-                    // A publisher that is silent this tick still hears everyone, from
-                    // its own encoder so the stream it decodes stays continuous.
-                    mix::full_mix(&self.acc, &mut self.pcm_out);
-                    encode(encoder, &self.pcm_out, &mut self.encoded)
-                }
-                (None, _) => {
+                // Not in the mix this tick (silent, or nothing arrived): the full mix
+                // is exactly its mix-minus, so it shares that encode. Its decoder
+                // sees packets of another encoder from here on; Opus frames decode
+                // on their own, and the switch happens while it is not talking.
+                _ => {
                     if shared_frame.is_none() {
                         mix::full_mix(&self.acc, &mut self.pcm_out);
                         shared_frame = encode(&mut self.shared_encoder, &self.pcm_out, &mut self.encoded);
@@ -271,6 +301,30 @@ impl MixerState {
                 listener.output.send(frame);
             }
         }
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks.is_multiple_of(LEVEL_REPORT_TICKS) {
+            self.report_levels();
+        }
+    }
+
+    /// Hands the sources' levels since the last report to the sink, and restarts them.
+    fn report_levels(&mut self) {
+        let Some(sink) = self.levels.as_mut() else { return };
+        if self.sources.is_empty() {
+            return;
+        }
+        let report = self
+            .sources
+            .iter_mut()
+            .map(|(id, s)| {
+                let spoke =
+                    (s.voice.speaking() && s.level_frames > 0).then(|| s.level_sum_db / f64::from(s.level_frames));
+                s.level_sum_db = 0.0;
+                s.level_frames = 0;
+                (Arc::clone(id), spoke)
+            })
+            .collect();
+        sink(report);
     }
 }
 
@@ -302,11 +356,99 @@ impl Source {
             for (dst, src) in self.frame.iter_mut().zip(self.fifo.drain(..FRAME_SAMPLES)) {
                 *dst = src;
             }
-            self.contributing = true;
+            self.contributing = self.voice.update(&self.frame);
+            if self.contributing {
+                self.level_sum_db += level_dbfs(&self.frame).max(-127.0);
+                self.level_frames += 1;
+            }
         } else {
             // Ran dry: a partial frame is dropped rather than played with a hole.
             self.fifo.clear();
+            self.voice.quiet();
             self.contributing = false;
         }
+        if self.voice.speaking() != self.speaking.is_some() {
+            self.speaking = self.voice.speaking().then(|| GaugeGuard::new(&metrics::AUDIO_SPEAKERS));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    type Received = Arc<Mutex<Vec<Bytes>>>;
+
+    fn listener(state: &mut MixerState, id: &str) -> Received {
+        let received: Received = Arc::default();
+        let sink = Arc::clone(&received);
+        let output = move |frame: Bytes| sink.lock().unwrap().push(frame);
+        state.handle(AudioCommand::AddListener(id.into(), Box::new(output)));
+        received
+    }
+
+    /// A 20 ms Opus packet of a 440 Hz tone at `amplitude` (0: digital silence).
+    fn packet(encoder: &mut opus::Encoder, amplitude: f64, tick: usize) -> Bytes {
+        let pcm: Vec<i16> = (0..FRAME_SAMPLES)
+            .map(|i| {
+                let t = (tick * FRAME_SAMPLES + i) as f64 / 48_000.0;
+                ((std::f64::consts::TAU * 440.0 * t).sin() * amplitude) as i16
+            })
+            .collect();
+        Bytes::from(encoder.encode_vec(&pcm, MAX_ENCODED_BYTES).unwrap())
+    }
+
+    fn peak(frame: &Bytes) -> i16 {
+        let mut decoder = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+        let mut pcm = vec![0i16; MAX_PACKET_SAMPLES];
+        let n = decoder.decode(frame, &mut pcm, false).unwrap();
+        pcm[..n].iter().map(|s| s.saturating_abs()).max().unwrap_or(0)
+    }
+
+    fn last(r: &Received) -> Bytes {
+        r.lock().unwrap().last().cloned().expect("a frame")
+    }
+
+    /// Runs `ticks` mixer steps with one packet per source at the given amplitudes.
+    fn run(state: &mut MixerState, encoders: &mut [(&str, opus::Encoder, f64)], ticks: usize, from: usize) {
+        for tick in from..from + ticks {
+            for (id, encoder, amplitude) in encoders.iter_mut() {
+                let payload = packet(encoder, *amplitude, tick);
+                state.handle(AudioCommand::Packet { source: (*id).into(), seq: tick as u16, payload });
+            }
+            state.tick();
+        }
+    }
+
+    #[test]
+    fn silent_publishers_share_the_full_mix_and_speakers_get_their_own() {
+        let config = AudioMixerConfig { bitrate_bps: 32_000, jitter_packets: 1, voice_threshold_dbfs: -55.0 };
+        let mut state = MixerState::new(config);
+        let ids = ["speaker", "quiet-1", "quiet-2"];
+        let received: Vec<Received> = ids
+            .iter()
+            .map(|id| {
+                state.handle(AudioCommand::AddSource((*id).into()));
+                listener(&mut state, id)
+            })
+            .collect();
+        let new = || opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+        let mut senders = [("speaker", new(), 8000.0), ("quiet-1", new(), 0.0), ("quiet-2", new(), 3.0)];
+        run(&mut state, &mut senders, 20, 0);
+
+        let (speaker, quiet_1, quiet_2) = (last(&received[0]), last(&received[1]), last(&received[2]));
+        assert_eq!(quiet_1.as_ptr(), quiet_2.as_ptr(), "the silent ones share one encode");
+        assert_ne!(speaker.as_ptr(), quiet_1.as_ptr(), "the speaker has its own");
+        assert!(peak(&quiet_1) > 2000, "the silent ones hear the speaker: peak {}", peak(&quiet_1));
+        assert!(peak(&speaker) < 200, "the speaker does not hear herself: peak {}", peak(&speaker));
+
+        // The speaker stops: after the hangover she shares the full mix too.
+        senders[0].2 = 0.0;
+        run(&mut state, &mut senders, HANGOVER_FRAMES as usize + 2, 20);
+        let (speaker, quiet_1) = (last(&received[0]), last(&received[1]));
+        assert_eq!(speaker.as_ptr(), quiet_1.as_ptr(), "nobody talks: one encode for all");
+        assert!(received.iter().all(|r| r.lock().unwrap().len() >= 20 + HANGOVER_FRAMES as usize));
     }
 }

@@ -126,10 +126,10 @@ fn to_frame(sink: &gst_app::AppSink, sample: gst::Sample, frame_period: Duration
     Some(EncodedFrame { data: Bytes::from_owner(mapped), pts, duration, keyframe, captured_ns })
 }
 
-/// Encoder threads: one per core up to 2 on a big canvas, 1 on small ones (threads
+/// Encoder threads: `media.encoder_threads` on a big canvas, 1 on small ones (threads
 /// cost more than they give on a few hundred macroblocks).
-fn threads(spec: &EncodeSpec) -> u32 {
-    if spec.width * spec.height >= 640 * 360 { 2 } else { 1 }
+fn threads(config: &MediaConfig, spec: &EncodeSpec) -> u32 {
+    if spec.width * spec.height >= 640 * 360 { config.encoder_threads.max(1) } else { 1 }
 }
 
 /// The encoder description (GStreamer launch syntax) an encode of `spec` runs: the
@@ -146,7 +146,7 @@ fn values(config: &MediaConfig, spec: &EncodeSpec) -> Result<HashMap<&'static st
         ("bitrate_bps", spec.bitrate_bps.to_string()),
         ("bitrate_kbps", (spec.bitrate_bps / 1000).to_string()),
         ("keyframe_max_dist", (spec.fps * 10).to_string()),
-        ("threads", threads(spec).to_string()),
+        ("threads", threads(config, spec).to_string()),
     ]);
     let encoder = match spec.codec {
         VideoCodec::Vp8 => config.video_encoder.as_deref().unwrap_or(template::VIDEO_ENCODE_VP8),

@@ -12,9 +12,11 @@ pub mod keyframe;
 pub mod mix;
 pub mod quality;
 pub mod recorder;
+pub mod speaker;
 pub mod template;
 pub mod tier;
 pub mod video;
+pub mod voice;
 
 use std::sync::OnceLock;
 

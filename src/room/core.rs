@@ -3,7 +3,8 @@
 //! GStreamer and webrtc-rs. Decided here: who is in the layout and where, which
 //! (codec, tier) encodes must run (exactly those someone receives or records), which
 //! encode each receiver gets (its codec, its pinned tier or its bandwidth's), when to
-//! force a keyframe of an encode and when to ask a publisher for one.
+//! force a keyframe of an encode and when to ask a publisher for one, who has the
+//! floor (active speaker) and which layout arranges the composite.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use super::ParticipantId;
 use crate::layout::{self, Rect};
 use crate::media::codec::{VideoCodec, VideoFormat};
 use crate::media::keyframe::KeyframePolicy;
+use crate::media::speaker::{SpeakerDetector, VoiceLevel};
 use crate::media::tier::{Feedback, Quality, Tier, TierPolicy};
 
 /// One encode of the composite.
@@ -40,6 +42,51 @@ pub enum Action {
     Pli(ParticipantId),
     /// This receiver's tier changed (for the room's events and log).
     TierChanged(ParticipantId, usize),
+    /// The active speaker changed (`None`: the speaker left).
+    Speaker(Option<ParticipantId>),
+}
+
+/// How the composite is arranged (contract: `grid`, or `speaker` with an optional
+/// pinned participant featured instead of the active speaker).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LayoutChoice {
+    /// Everyone in equal cells, in join order.
+    #[default]
+    Grid,
+    /// One featured publisher in the main area, the others in a strip.
+    Speaker {
+        /// Featured whoever speaks when `None`.
+        pin: Option<ParticipantId>,
+    },
+}
+
+impl LayoutChoice {
+    /// Its name in the API.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LayoutChoice::Grid => "grid",
+            LayoutChoice::Speaker { .. } => "speaker",
+        }
+    }
+
+    /// The pinned participant, if any.
+    pub fn pin(&self) -> Option<&ParticipantId> {
+        match self {
+            LayoutChoice::Speaker { pin } => pin.as_ref(),
+            LayoutChoice::Grid => None,
+        }
+    }
+}
+
+/// Why a layout could not be set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    /// No such room.
+    #[error("unknown room")]
+    UnknownRoom,
+    /// The pin names nobody in the room.
+    #[error("unknown pin: no such participant in the room")]
+    UnknownPin,
 }
 
 /// What the room core is told.
@@ -71,6 +118,8 @@ pub enum Input {
     Consumer(EncodeKey, bool),
     /// Something besides receivers (a recording starting) needs a keyframe of it.
     EncodeNeedsKeyframe(EncodeKey),
+    /// The publishers' voice levels over the mixer's last report interval.
+    VoiceLevels(Vec<VoiceLevel<ParticipantId>>),
 }
 
 /// Why a quality could not be set.
@@ -124,6 +173,8 @@ pub struct RoomCore {
     running: BTreeSet<EncodeKey>,
     encode_keyframes: BTreeMap<EncodeKey, KeyframePolicy>,
     consumers: BTreeSet<EncodeKey>,
+    layout: LayoutChoice,
+    speaker: SpeakerDetector<ParticipantId>,
     actions: VecDeque<Action>,
 }
 
@@ -139,8 +190,32 @@ impl RoomCore {
             running: BTreeSet::new(),
             encode_keyframes: BTreeMap::new(),
             consumers: BTreeSet::new(),
+            layout: LayoutChoice::Grid,
+            speaker: SpeakerDetector::default(),
             actions: VecDeque::new(),
         }
+    }
+
+    /// The active speaker.
+    pub fn speaker(&self) -> Option<&ParticipantId> {
+        self.speaker.current()
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &LayoutChoice {
+        &self.layout
+    }
+
+    /// Sets the layout (`PUT .../layout`); a pin must name a participant in the room.
+    pub fn set_layout(&mut self, layout: LayoutChoice) -> Result<(), LayoutError> {
+        if layout.pin().is_some_and(|pin| !self.members.contains_key(pin)) {
+            return Err(LayoutError::UnknownPin);
+        }
+        if layout != self.layout {
+            self.layout = layout;
+            self.relayout();
+        }
+        Ok(())
     }
 
     /// The encodes running now.
@@ -171,8 +246,22 @@ impl RoomCore {
             Input::Leave(id) => {
                 if self.members.remove(&id).is_some() {
                     self.order.retain(|o| *o != id);
+                    if self.speaker.remove(&id) {
+                        self.actions.push_back(Action::Speaker(None));
+                    }
+                    if self.layout.pin() == Some(&id) {
+                        self.layout = LayoutChoice::Speaker { pin: None };
+                    }
                     self.relayout();
                     self.reconcile();
+                }
+            }
+            Input::VoiceLevels(levels) => {
+                if let Some(speaker) = self.speaker.update(now, &levels) {
+                    self.actions.push_back(Action::Speaker(Some(speaker)));
+                    if self.layout == (LayoutChoice::Speaker { pin: None }) {
+                        self.relayout();
+                    }
                 }
             }
             Input::Connected(id) | Input::ReceiverNeedsKeyframe(id) => {
@@ -373,7 +462,16 @@ impl RoomCore {
             .filter(|id| self.members.get(*id).is_some_and(|m| m.publishes.is_some()))
             .cloned()
             .collect();
-        let cells = layout::grid_cells(self.canvas.0, self.canvas.1, publishers.len());
+        let (w, h) = self.canvas;
+        let cells = match &self.layout {
+            LayoutChoice::Grid => layout::grid_cells(w, h, publishers.len()),
+            LayoutChoice::Speaker { pin } => {
+                // The pinned one, else the active speaker, else the first to join.
+                let featured = pin.as_ref().or(self.speaker.current());
+                let index = featured.and_then(|f| publishers.iter().position(|p| p == f)).unwrap_or(0);
+                layout::speaker_cells(w, h, publishers.len(), index)
+            }
+        };
         self.actions.push_back(Action::Layout(publishers.into_iter().zip(cells).collect()));
     }
 }

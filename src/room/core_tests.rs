@@ -205,3 +205,77 @@ fn publishers_get_plis_rate_limited() {
     c.handle_timeout(t0 + Duration::from_millis(500));
     assert_eq!(drain(&mut c), [Action::Pli(id("a"))]);
 }
+
+fn last_layout(actions: &[Action]) -> Option<Vec<(ParticipantId, Rect)>> {
+    actions.iter().rev().find_map(|a| if let Action::Layout(cells) = a { Some(cells.clone()) } else { None })
+}
+
+fn main_area(cells: &[(ParticipantId, Rect)]) -> Option<&str> {
+    cells.iter().find(|(_, r)| r.y == 0 && r.width == 1280).map(|(id, _)| id.as_str())
+}
+
+fn talking(who: &str) -> Input {
+    let levels =
+        ["a", "b", "c"].iter().map(|p| VoiceLevel { id: id(p), speaking_dbfs: (*p == who).then_some(-30.0) }).collect();
+    Input::VoiceLevels(levels)
+}
+
+#[test]
+fn the_speaker_layout_features_the_pin_else_the_speaker_else_the_first() {
+    let t0 = Instant::now();
+    let mut c = core();
+    for who in ["a", "b", "c"] {
+        join(&mut c, t0, who, Some(VP8), Some(VP8));
+    }
+    drain(&mut c);
+    assert_eq!(c.set_layout(LayoutChoice::Speaker { pin: None }), Ok(()));
+    assert_eq!(main_area(&last_layout(&drain(&mut c)).unwrap()), Some("a"), "nobody spoke: the first");
+
+    // C talks for a second: she has the floor and the main area.
+    let mut actions = Vec::new();
+    for ms in (0..=1000).step_by(200) {
+        c.handle(t0 + Duration::from_millis(ms), talking("c"));
+        actions.extend(drain(&mut c));
+    }
+    assert!(actions.contains(&Action::Speaker(Some(id("c")))), "{actions:?}");
+    assert_eq!(c.speaker(), Some(&id("c")));
+    assert_eq!(main_area(&last_layout(&actions).unwrap()), Some("c"));
+
+    // A pin wins over the speaker; an unknown pin is refused and changes nothing.
+    assert_eq!(c.set_layout(LayoutChoice::Speaker { pin: Some(id("b")) }), Ok(()));
+    assert_eq!(main_area(&last_layout(&drain(&mut c)).unwrap()), Some("b"));
+    assert_eq!(c.set_layout(LayoutChoice::Speaker { pin: Some(id("zed")) }), Err(LayoutError::UnknownPin));
+    assert!(drain(&mut c).is_empty());
+    assert_eq!(c.layout().pin(), Some(&id("b")));
+
+    // The pinned one leaves: the speaker is featured again.
+    c.handle(t0 + Duration::from_secs(2), Input::Leave(id("b")));
+    assert_eq!(main_area(&last_layout(&drain(&mut c)).unwrap()), Some("c"));
+    assert_eq!(c.layout(), &LayoutChoice::Speaker { pin: None });
+
+    // The speaker leaves: nobody has the floor, the first is featured.
+    c.handle(t0 + Duration::from_secs(3), Input::Leave(id("c")));
+    let actions = drain(&mut c);
+    assert!(actions.contains(&Action::Speaker(None)));
+    assert_eq!(main_area(&last_layout(&actions).unwrap()), Some("a"));
+
+    // Back to the grid.
+    assert_eq!(c.set_layout(LayoutChoice::Grid), Ok(()));
+    assert_eq!(last_layout(&drain(&mut c)).unwrap()[0].1, Rect { x: 0, y: 0, width: 1280, height: 720 });
+}
+
+#[test]
+fn the_grid_does_not_move_when_the_speaker_changes() {
+    let t0 = Instant::now();
+    let mut c = core();
+    for who in ["a", "b", "c"] {
+        join(&mut c, t0, who, Some(VP8), Some(VP8));
+    }
+    drain(&mut c);
+    let mut actions = Vec::new();
+    for ms in (0..=1200).step_by(200) {
+        c.handle(t0 + Duration::from_millis(ms), talking("b"));
+        actions.extend(drain(&mut c));
+    }
+    assert_eq!(actions, vec![Action::Speaker(Some(id("b")))]);
+}

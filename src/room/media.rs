@@ -14,7 +14,7 @@ use super::core::EncodeKey;
 use super::{JoinError, RecordingError, RecordingStarted, RecordingStopped};
 use crate::config::MediaConfig;
 use crate::media::MediaError;
-use crate::media::audio::{AudioCommand, AudioMixer, AudioMixerConfig, AudioOutput, FRAME_DURATION};
+use crate::media::audio::{AudioCommand, AudioMixer, AudioMixerConfig, AudioOutput, FRAME_DURATION, LevelSink};
 use crate::media::encode::{EncodeSpec, EncodedFrame, FrameSink};
 use crate::media::recorder::{Container, Recorder, VideoFormat};
 use crate::media::tier::Tier;
@@ -73,14 +73,17 @@ pub(super) fn encode_label(key: EncodeKey, tiers: &[Tier]) -> String {
 }
 
 impl RoomMedia {
-    /// Starts the audio mixer (video starts on demand, see [`Self::ensure_video`]).
-    pub fn start(room: &str, config: &MediaConfig) -> Result<Self, JoinError> {
+    /// Starts the audio mixer (video starts on demand, see [`Self::ensure_video`]);
+    /// `levels` gets its voice level reports.
+    pub fn start(room: &str, config: &MediaConfig, levels: LevelSink) -> Result<Self, JoinError> {
         let audio = AudioMixer::start(
             room,
             AudioMixerConfig {
                 bitrate_bps: config.audio_bitrate_bps,
                 jitter_packets: (config.audio_jitter_ms / 20).max(1) as usize,
+                voice_threshold_dbfs: config.voice_threshold_dbfs,
             },
+            Some(levels),
         )
         .map_err(|e| JoinError::Media(e.to_string()))?;
         Ok(Self { video: None, encodes: HashMap::new(), audio, shared_audio_registered: false, recording: None })
@@ -267,11 +270,25 @@ pub(super) async fn finalize(active: ActiveRecording) -> RecordingStopped {
     RecordingStopped { file: active.started.file, duration_ms, bytes, error }
 }
 
-/// Writes a listener's Opus frames to its track from the mixer thread.
+/// Encoded frames a listener's writer may fall behind by (160 ms) before frames drop.
+const AUDIO_WRITE_QUEUE: usize = 8;
+
+/// Hands a listener's Opus frames from the mixer thread to a task that writes them to
+/// its track. The mixer never waits on the WebRTC stack (its locks are shared with
+/// tasks that may be queued behind others on a busy runtime), so a slow write delays
+/// one listener's packets, not every listener's next tick. The task ends when the
+/// mixer drops the output (the listener left).
 pub(super) fn track_output(track: Arc<TrackLocalStaticSample>) -> Box<dyn AudioOutput> {
-    let runtime = tokio::runtime::Handle::current();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(AUDIO_WRITE_QUEUE);
+    tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            let sample = Sample { data: frame, duration: FRAME_DURATION, ..Default::default() };
+            let _ = track.write_sample(&sample).await;
+        }
+    });
     Box::new(move |frame: Bytes| {
-        let sample = Sample { data: frame, duration: FRAME_DURATION, ..Default::default() };
-        let _ = runtime.block_on(track.write_sample(&sample));
+        if tx.try_send(frame).is_err() {
+            crate::metrics::AUDIO_FRAMES_DROPPED.inc();
+        }
     })
 }

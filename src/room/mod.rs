@@ -10,7 +10,7 @@ mod readers;
 mod registry;
 mod task;
 
-pub use core::EncodeKey;
+pub use core::{EncodeKey, LayoutChoice, LayoutError};
 pub use registry::{Rooms, ServerContext};
 
 use std::fmt;
@@ -65,6 +65,10 @@ impl ParticipantId {
     fn shared(&self) -> Arc<str> {
         Arc::clone(&self.0)
     }
+    /// The id the mixer knows a source by.
+    fn from_shared(id: Arc<str>) -> Self {
+        Self(id)
+    }
 }
 
 impl fmt::Display for ParticipantId {
@@ -106,8 +110,12 @@ pub struct ReceiveInfo {
 pub struct RoomState {
     /// Room name.
     pub room: String,
-    /// Layout name (`grid`).
+    /// Layout name (`grid` or `speaker`).
     pub layout: &'static str,
+    /// The participant the speaker layout features instead of the active speaker.
+    pub pin: Option<String>,
+    /// The active speaker.
+    pub speaker: Option<String>,
     /// The running recording, if any.
     pub recording: Option<serde_json::Value>,
     /// Participants in join order.

@@ -254,6 +254,17 @@ impl Rooms {
             .unwrap_or(Err(super::UpdateError::UnknownParticipant))
     }
 
+    /// Sets a room's layout; replies with its state.
+    pub async fn set_layout(
+        &self,
+        room: &RoomName,
+        layout: super::core::LayoutChoice,
+    ) -> Result<RoomState, super::core::LayoutError> {
+        self.ask(room, |reply| RoomCommand::SetLayout { layout, reply })
+            .await
+            .unwrap_or(Err(super::core::LayoutError::UnknownRoom))
+    }
+
     /// A room's state, `None` if it does not exist.
     pub async fn state(&self, room: &RoomName) -> Option<RoomState> {
         self.ask(room, |reply| RoomCommand::State { reply }).await.flatten()

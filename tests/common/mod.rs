@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use mcu::client::{Client, ClientOptions, RgbFrame};
+use mcu_bench::client::{Client, ClientOptions, RgbFrame};
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
 

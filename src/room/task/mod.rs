@@ -13,10 +13,11 @@ use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 
+mod actions;
 mod recording;
 
 use super::budget::EncodeLoad;
-use super::core::{Action, EncodeKey, Input, QualityError, RoomCore};
+use super::core::{EncodeKey, Input, LayoutChoice, LayoutError, QualityError, RoomCore};
 use super::join::Reservation;
 use super::media::{RoomMedia, audio_track, finalize, recording_state, track_output};
 use super::participant::Participant;
@@ -29,6 +30,7 @@ use super::{
 use crate::media::audio::AudioCommand;
 use crate::media::codec::VideoCodec;
 use crate::media::recorder::Container;
+use crate::media::speaker::VoiceLevel;
 use crate::media::tier::Quality;
 use crate::rtc::codecs::video_capability;
 use crate::rtc::forward::{ForwardEvent, Forwarder};
@@ -58,6 +60,11 @@ pub(super) enum RoomCommand {
         by: Option<String>,
         quality: Quality,
         reply: oneshot::Sender<Result<ParticipantInfo, UpdateError>>,
+    },
+    /// Change the layout; replies with the room's state.
+    SetLayout {
+        layout: LayoutChoice,
+        reply: oneshot::Sender<Result<RoomState, LayoutError>>,
     },
     /// The room's state; `None` while it has no participant.
     State {
@@ -93,6 +100,8 @@ pub(super) enum RoomEvent {
     PublisherNeedsKeyframe(ParticipantId),
     /// A join ended (admitted or not); its reservation, if still held, is freed.
     JoinEnded(Option<ParticipantId>),
+    /// The mixer's voice levels (every 200 ms).
+    VoiceLevels(Vec<VoiceLevel<ParticipantId>>),
 }
 
 /// A place held for a join being negotiated.
@@ -251,13 +260,15 @@ impl RoomTask {
                 let _ = reply.send(self.set_quality(&id, by, quality));
             }
             RoomCommand::State { reply } => {
-                let state = (!self.participants.is_empty()).then(|| RoomState {
-                    room: self.slot.name.to_string(),
-                    layout: "grid",
-                    recording: self.media.as_ref().and_then(|m| m.recording.as_ref()).map(recording_state),
-                    participants: self.participants.iter().map(|p| self.info(p)).collect(),
-                });
-                let _ = reply.send(state);
+                let _ = reply.send((!self.participants.is_empty()).then(|| self.state()));
+            }
+            RoomCommand::SetLayout { layout, reply } => {
+                let result = self.core.set_layout(layout).map(|()| self.state());
+                if result.is_ok() {
+                    let layout = self.core.layout();
+                    tracing::info!(room = %self.slot.name, layout = layout.name(), pin = ?layout.pin(), "layout set");
+                }
+                let _ = reply.send(result);
             }
             RoomCommand::StartRecording { container, reply } => {
                 let _ = reply.send(self.start_recording(container));
@@ -277,6 +288,18 @@ impl RoomTask {
                 }
             },
             RoomCommand::Close => {}
+        }
+    }
+
+    fn state(&self) -> RoomState {
+        let layout = self.core.layout();
+        RoomState {
+            room: self.slot.name.to_string(),
+            layout: layout.name(),
+            pin: layout.pin().map(ToString::to_string),
+            speaker: self.core.speaker().map(ToString::to_string),
+            recording: self.media.as_ref().and_then(|m| m.recording.as_ref()).map(recording_state),
+            participants: self.participants.iter().map(|p| self.info(p)).collect(),
         }
     }
 
@@ -373,7 +396,15 @@ impl RoomTask {
         let config = &self.ctx.config.media;
         let room = self.slot.name.as_str();
         if self.media.is_none() {
-            self.media = Some(RoomMedia::start(room, config)?);
+            let events = self.events.clone();
+            let levels = Box::new(move |report: Vec<(Arc<str>, Option<f64>)>| {
+                let levels = report
+                    .into_iter()
+                    .map(|(id, speaking_dbfs)| VoiceLevel { id: ParticipantId::from_shared(id), speaking_dbfs })
+                    .collect();
+                let _ = events.send(RoomEvent::VoiceLevels(levels));
+            });
+            self.media = Some(RoomMedia::start(room, config, levels)?);
         }
         let media = self.media.as_mut().ok_or_else(|| JoinError::Internal("room media missing".into()))?;
         if participant.offer.video.is_some() {
@@ -401,54 +432,6 @@ impl RoomTask {
             media.ensure_shared_audio(&self.shared_audio);
         }
         Ok(())
-    }
-
-    /// Performs what the core decided.
-    fn perform_actions(&mut self) {
-        let room = self.slot.name.as_str();
-        let config = &self.ctx.config.media;
-        let tiers = self.core.tiers().to_vec();
-        while let Some(action) = self.core.poll_action() {
-            let Some(media) = self.media.as_mut() else { continue };
-            match action {
-                Action::StartEncode(key) => {
-                    let encode = super::media::encode_label(key, &tiers);
-                    match media.start_encode(room, config, key, &tiers) {
-                        Ok(()) => tracing::debug!(room, encode, "encode started"),
-                        Err(e) => tracing::error!(room, encode, error = %e, "cannot start an encode"),
-                    }
-                }
-                Action::StopEncode(key) => {
-                    if let Err(e) = media.stop_encode(key, &tiers) {
-                        tracing::error!(room, error = %e, "cannot stop an encode");
-                    }
-                }
-                Action::ForceKeyframe(key) => media.force_keyframe(key, &tiers),
-                Action::Route(id, key) => {
-                    let feed = media.feed(key);
-                    let forwarder = self.participants.iter().find(|p| p.id == id).and_then(|p| p.forwarder.as_ref());
-                    if let (Some(feed), Some(forwarder)) = (feed, forwarder) {
-                        forwarder.switch(tag(key), feed);
-                    }
-                }
-                Action::Layout(cells) => {
-                    if let Some(video) = &media.video {
-                        let placed: Vec<(&str, crate::layout::Rect)> =
-                            cells.iter().map(|(id, rect)| (id.as_str(), *rect)).collect();
-                        video.set_layout(&placed);
-                    }
-                }
-                Action::Pli(id) => {
-                    if let Some(p) = self.participants.iter().find(|p| p.id == id) {
-                        send_pli(p);
-                    }
-                }
-                Action::TierChanged(id, tier) => {
-                    let name = tiers.get(tier).map_or("?", |t| t.name.as_str());
-                    tracing::info!(room, participant = %id, quality = name, "receives another tier");
-                }
-            }
-        }
     }
 
     fn remove_participant(&mut self, index: usize, reason: &str) {
@@ -507,6 +490,7 @@ impl RoomTask {
                 self.reserved.remove(&id);
             }
             RoomEvent::JoinEnded(None) => {}
+            RoomEvent::VoiceLevels(levels) => self.core.handle(now, Input::VoiceLevels(levels)),
         }
     }
 
@@ -554,6 +538,9 @@ fn refuse(cmd: RoomCommand) {
         }
         RoomCommand::State { reply } => {
             let _ = reply.send(None);
+        }
+        RoomCommand::SetLayout { reply, .. } => {
+            let _ = reply.send(Err(LayoutError::UnknownRoom));
         }
         RoomCommand::StartRecording { reply, .. } => {
             let _ = reply.send(Err(RecordingError::UnknownRoom));

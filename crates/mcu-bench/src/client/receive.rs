@@ -16,7 +16,7 @@ use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::track::track_remote::TrackRemote;
 use webrtc::util::{Marshal, MarshalSize};
 
-use crate::media::template::{self, render};
+use mcu::media::template::{self, render};
 
 /// Seconds of received audio kept for analysis.
 const AUDIO_KEPT_SAMPLES: usize = 48_000 * 3;

@@ -1,25 +1,13 @@
-//! Load generator and benchmarks (`mcu bench`): synthetic participants sending
-//! pre-encoded media against a running server (`mcu bench load`), and the full
-//! benchmark that starts its own servers, measures and writes `BENCHMARKS.md`
-//! (`mcu bench all`).
-
-pub mod connect;
-pub mod encode;
-pub mod janus;
-pub mod limit;
-pub mod load;
-pub mod media;
-pub mod peer;
-pub mod probe;
-pub mod report;
-pub mod run;
-pub mod sys;
+//! The `mcu-bench` command line: `load`, `connect` and `all`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// `mcu bench ...`
-#[derive(clap::Args, Debug)]
+use crate::{connect, content, load, media, peer, report, run};
+
+/// `mcu-bench ...`
+#[derive(clap::Parser, Debug)]
+#[command(name = "mcu-bench", version, about = "Load generator and benchmarks of the mcu server")]
 pub struct BenchArgs {
     #[command(subcommand)]
     command: BenchCommand,
@@ -114,15 +102,27 @@ struct LoadArgs {
     /// Send audio only.
     #[arg(long)]
     audio_only: bool,
+    /// Participants per room who talk; the others send an open microphone's hiss
+    /// (default: everyone talks).
+    #[arg(long)]
+    talkers: Option<usize>,
     /// PID of the server, to report its CPU and memory.
     #[arg(long)]
     server_pid: Option<u32>,
     /// Where the pre-encoded media is cached.
     #[arg(long, default_value = "target/bench-media")]
     media_dir: PathBuf,
+    /// What the senders' video shows: `zoneplate` (detail everywhere, all moving) or
+    /// `talkinghead` (a still picture with a moving middle third).
+    #[arg(long, default_value = "zoneplate", value_parser = parse_content)]
+    content: content::Content,
 }
 
-/// Runs `mcu bench`.
+fn parse_content(s: &str) -> Result<content::Content, String> {
+    content::Content::from_slug(s).ok_or_else(|| format!("unknown content {s:?} (zoneplate, talkinghead)"))
+}
+
+/// Runs `mcu-bench`.
 pub fn main(args: BenchArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -148,7 +148,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
 }
 
 async fn run_load(a: LoadArgs) -> Result<(), String> {
-    let media = media::prepare(&a.media_dir)?;
+    let media = media::prepare(&a.media_dir, a.content)?;
     eprintln!(
         "bench: media ready: {} VP8 frames ({:.0} kbit/s), {} Opus frames",
         media.video.len(),
@@ -156,7 +156,7 @@ async fn run_load(a: LoadArgs) -> Result<(), String> {
         media.audio.len()
     );
     let url = a.url.trim_end_matches('/').to_owned();
-    let shape = load::Shape { rooms: a.rooms, per_room: a.n, video: !a.audio_only };
+    let shape = load::Shape { rooms: a.rooms, per_room: a.n, video: !a.audio_only, talkers: a.talkers };
     let room = a.room.clone();
     let rooms = a.rooms;
     let target = move |r: usize| peer::Target::Mcu {

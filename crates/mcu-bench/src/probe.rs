@@ -17,7 +17,7 @@ use webrtc::util::{Marshal, MarshalSize};
 
 use super::media::{self, BLOCK, BLOCKS, FRAME_SAMPLES};
 use super::peer::{SendLog, now_ns};
-use crate::layout;
+use mcu::layout;
 
 const CLICK_THRESHOLD: i16 = 12_000;
 

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use super::capacity::CapRow;
+use super::content::Content;
 use super::load::Window;
 use super::run::Results;
 use super::sys::percentile;
@@ -52,11 +54,14 @@ pub fn headline(r: &Results) -> String {
             server / limit
         );
     }
+    let per_class: Vec<String> = Content::ALL
+        .into_iter()
+        .map(|c| format!("{}: one room of {}, {} room(s) of 4", c.label(), r.max_single(c), r.max_rooms(c)))
+        .collect();
     let _ = writeln!(
         s,
-        "- Capacity on this machine (load generator on the same cores): one room of {} at >= 29 fps with gap-free audio; {} room(s) of 4.",
-        r.max_single(),
-        r.max_rooms()
+        "- Capacity on this machine at >= 29 fps with gap-free audio (load generator on the same cores): {}.",
+        per_class.join("; ")
     );
     if let Some(m) = r.mixing.first() {
         let _ = writeln!(
@@ -86,7 +91,7 @@ pub fn headline(r: &Results) -> String {
         );
     }
     if !r.encode.is_empty() {
-        use super::encode::{Content, Encoder};
+        use super::encode::Encoder;
         let cost = |tier: &str, encoder: Encoder| {
             r.encode.iter().find(|e| e.content == Content::ZonePlate && e.tier == tier && e.encoder == encoder)
         };
@@ -150,20 +155,41 @@ pub fn tables(r: &Results) -> String {
     let _ = writeln!(s, "### 2. Capacity\n");
     let _ = writeln!(
         s,
-        "Largest single room: **{}** participants. Largest number of 4-person rooms: **{}**.\n",
-        r.max_single(),
-        r.max_rooms()
+        "What fits, per content class of the senders' video (\"talking head\": a still pinwheel with a moving zone plate in its middle third). A step passes when the probe receives >= 29 fps and no participant's audio has a gap; counts are searched (doubling, then bisecting).\n"
     );
     let _ = writeln!(
         s,
-        "| rooms x participants | result | probe fps | server CPU | load generator CPU | other processes | audio gap-free | latency p50 video / audio (ms) |"
+        "| content | largest single room | rooms of 4 | server CPU per room of 4 | audio p50 / p95 (ms) at the largest passing room |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---|---|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---|");
+    for content in Content::ALL {
+        let one_of_four = r.capacity_rooms.iter().find(|c| c.content == content && c.rooms == 1);
+        let largest = r.capacity_single.iter().filter(|c| c.content == content && c.pass).max_by_key(|c| c.per_room);
+        let _ = writeln!(
+            s,
+            "| {} | **{}** | **{}** | {} | {} |",
+            content.label(),
+            r.max_single(content),
+            r.max_rooms(content),
+            f2(one_of_four.and_then(CapRow::cpu_per_room)),
+            largest.map_or("–".into(), |c| format!(
+                "{:.0} / {:.0}",
+                percentile(&c.window.audio_latency_ms, 50.0),
+                percentile(&c.window.audio_latency_ms, 95.0)
+            ))
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n| content | rooms x participants | result | probe fps | server CPU | load generator CPU | other processes | audio gap-free | latency p50 video / audio (ms) |"
+    );
+    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---|---|");
     for c in r.capacity_single.iter().chain(r.capacity_rooms.iter().filter(|c| c.rooms > 1)) {
         let w = &c.window;
         let _ = writeln!(
             s,
-            "| {} x {} | {} | {:.1} | {} | {:.2} | {:.2} | {} | {:.0} / {:.0} |",
+            "| {} | {} x {} | {} | {:.1} | {} | {:.2} | {:.2} | {} | {:.0} / {:.0} |",
+            c.content.label(),
             c.rooms,
             c.per_room,
             if c.pass { "pass" } else { "**fail**" },
@@ -236,7 +262,7 @@ pub fn tables(r: &Results) -> String {
              media seconds = cores one real-time encode takes, with the server's settings: same templates, threads \
              and bitrates); the frames are then decoded and compared with their sources (luma PSNR, SSIM over 8x8 \
              windows). \"talking head\" is a still pinwheel with a moving zone plate in its middle third. Measured on {} \
-             with `mcu bench all --only encode`.\n",
+             with `mcu-bench all --only encode`.\n",
             super::encode::SECONDS,
             r.encode_date
         );
@@ -262,6 +288,11 @@ pub fn tables(r: &Results) -> String {
     let _ = writeln!(s, "| **per added participant** (slope) | **{:.1}** |\n", r.rss_per_participant_mib);
 
     let _ = writeln!(s, "### 6. Audio only: this server vs Janus AudioBridge\n");
+    let _ = writeln!(
+        s,
+        "One room of N audio-only participants where {} talk at once and everyone else listens with an open microphone (hiss at about -75 dBFS), the same load against both servers.\n",
+        super::run::AUDIO_ONLY_TALKERS
+    );
     let _ = writeln!(
         s,
         "| N | this server CPU | gap-free | Janus CPU | gap-free | audio latency p50 (mcu / janus, ms) | server RSS (mcu / janus, MiB) | load generator CPU (mcu / janus) |"
@@ -336,18 +367,21 @@ pub fn write(r: &Results, out: &Path, plots: &Path, command: &str) -> Result<(),
 
 const METHOD: &str = r#"
 `make bench` builds the release binary, installs what is missing (`scripts/install-deps.sh bench`:
-GStreamer tools, `janus`, `linux-perf`) and runs `mcu bench all`, which starts its own servers on
+GStreamer tools, `janus`, `linux-perf`) and runs `mcu-bench all`, which starts its own servers on
 loopback and writes this file, `docs/bench/*.svg` and `docs/bench/results.json`. The interpretation
 in "Where the time goes" is kept in `docs/bench/analysis.md` and included as is.
-`mcu bench all --quick` is a shorter smoke run, `--only mixing,join,profile,limit,capacity,audio`
+`mcu-bench all --quick` is a shorter smoke run, `--only mixing,join,profile,limit,capacity,audio`
 runs some parts, `--render-only` re-renders this file and the plots from `results.json`.
 
-- **Load generator** (`mcu bench load --url URL --room R -n N --duration S` runs it alone against
+- **Load generator** (`mcu-bench load --url URL --room R -n N --duration S` runs it alone against
   any server): N real webrtc-rs peers join through `POST /rooms/{room}/join`, each sending the same
   pre-encoded media at real time with `TrackLocalStaticSample`: 30 s of a moving zone plate
-  (`videotestsrc pattern=zone-plate kt=2`, hard to compress), 640x360 30 fps VP8 CBR ~500 kbit/s, a
-  keyframe every second, and 30 s of Opus (quiet tone + noise, 32 kbit/s, 20 ms), generated once with
-  GStreamer and cached in `target/bench-media/`. A PLI from the server makes the sender skip to the
+  (`videotestsrc pattern=zone-plate kt=2`, hard to compress; `--content talkinghead`: a still
+  pinwheel with a moving zone plate in its middle third), 640x360 30 fps VP8 CBR ~500 kbit/s, a
+  keyframe every second, and 30 s of Opus (a talker: quiet tone + noise at about -48 dBFS; with
+  `--talkers K` only the first K of a room talk and the others send an open microphone's hiss at
+  about -75 dBFS; 32 kbit/s, 20 ms), generated once with GStreamer and cached in
+  `target/bench-media/`. A PLI from the server makes the sender skip to the
   next keyframe of the loop. Receivers only count RTP packets, frames (marker bit), sequence gaps and
   audio inter-arrival times. One participant, the *probe*, also decodes the composite and the mix.
 - **CPU** is user+system time from `/proc/PID/stat` over the window divided by wall time (1.00 = one
@@ -360,8 +394,12 @@ runs some parts, `--render-only` re-renders this file and the plots from `result
   server's own `vp8enc` template (rendered from `pipelines/video-encode-vp8.pipeline`), N
   `opusdec` into an `audiomixer` and N Opus encodes (one per listener, like mix-minus) — no WebRTC,
   RTP, SRTP, jitter buffers or HTTP. It is the physical limit of this design on this machine.
-- **Capacity**: rooms grow until the probe decodes fewer than 29 composite frames per second or any
-  receiver loses an audio packet or waits more than 60 ms between two; 3 s warm-up, 10 s windows.
+- **Capacity**: a step passes when the probe decodes at least 29 composite frames per second and no
+  receiver loses an audio packet or waits more than 60 ms between two; 5 s warm-up, 10 s windows,
+  a fresh server per content class. The largest single room and the most rooms of 4 are searched
+  (`src/bench/capacity.rs`): the count doubles while every step passes, then bisects between the
+  largest pass and the smallest fail (to 1 room, to 2 participants); the zone plate's mixing runs
+  count as its first single-room steps. Everyone in these rooms talks.
 - **Latency**: every sender's frame number is stamped into its picture as a 16-block barcode
   (white and black references, 13 bits, parity) along the top edge; the probe finds each sender's
   picture in the decoded composite from the grid layout (`layout::grid_cells`/`fit_in_cell`), reads

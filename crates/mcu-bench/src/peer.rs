@@ -21,9 +21,9 @@ use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 use webrtc::track::track_remote::TrackRemote;
 
-use super::media::{self, BenchMedia};
+use super::media::{self, BenchMedia, Voice};
 use super::probe::Probe;
-use crate::rtc::engine::{opus_capability, vp8_capability};
+use mcu::rtc::engine::{opus_capability, vp8_capability};
 
 /// Nanoseconds since the first call in this process (a shared monotonic clock for
 /// send and receive stamps).
@@ -155,8 +155,8 @@ pub struct Spec {
     pub video: bool,
     /// Send the Opus loop.
     pub audio: bool,
-    /// Send the click variant of the Opus loop.
-    pub clicks: bool,
+    /// What its Opus loop carries.
+    pub voice: Voice,
     /// Decode and analyse what comes back.
     pub probe: Option<Arc<Probe>>,
     /// Name shown in the room.
@@ -262,7 +262,7 @@ impl Participant {
             media,
             video.map(|(t, _)| t),
             audio.map(|(t, _)| t),
-            spec.clicks,
+            spec.voice,
             Arc::clone(&log),
             pli,
             Arc::clone(&stop),
@@ -400,7 +400,7 @@ async fn send_loop(
     media: Arc<BenchMedia>,
     video: Option<Arc<TrackLocalStaticSample>>,
     audio: Option<Arc<TrackLocalStaticSample>>,
-    clicks: bool,
+    voice: Voice,
     log: Arc<SendLog>,
     pli: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -408,7 +408,11 @@ async fn send_loop(
     let frame_period = Duration::from_nanos(1_000_000_000 / u64::from(media::FPS));
     let mut video_tick = tokio::time::interval(frame_period);
     let mut audio_tick = tokio::time::interval(Duration::from_millis(20));
-    let audio_loop = if clicks { &media.audio_click } else { &media.audio };
+    let audio_loop = match voice {
+        Voice::Talking => &media.audio,
+        Voice::Clicking => &media.audio_click,
+        Voice::Silent => &media.audio_silent,
+    };
     let (mut vi, mut ai) = (0usize, 0usize);
     while !stop.load(Ordering::Relaxed) {
         tokio::select! {

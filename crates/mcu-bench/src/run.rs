@@ -1,4 +1,4 @@
-//! `mcu bench all`: every measurement, against servers the benchmark starts itself.
+//! `mcu-bench all`: every measurement, against servers the benchmark starts itself.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -9,13 +9,19 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::capacity::{self, CapRow};
+use super::content::Content;
 use super::janus::Janus;
 use super::load::{self, Shape, Window};
-use super::media::BenchMedia;
+use super::media::{BenchMedia, Voice};
 use super::peer::{Participant, Spec, Target};
 use super::probe::Probe;
 use super::{limit, sys};
-use crate::config::MediaConfig;
+use mcu::config::MediaConfig;
+
+/// Talkers in an audio-only room: a meeting where three people talk over each other
+/// and everyone else listens with an open microphone.
+pub const AUDIO_ONLY_TALKERS: usize = 3;
 
 /// How long each part runs.
 #[derive(Debug, Clone, Copy)]
@@ -48,19 +54,6 @@ pub struct MixRow {
     pub limit_fps: Option<f64>,
 }
 
-/// One capacity step.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CapRow {
-    /// Rooms.
-    pub rooms: usize,
-    /// Participants per room.
-    pub per_room: usize,
-    /// What the load saw.
-    pub window: Window,
-    /// Probe >= 29 fps and no audio gap.
-    pub pass: bool,
-}
-
 /// One audio-only comparison row.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AudioRow {
@@ -91,15 +84,15 @@ pub struct Results {
     pub rss_per_participant_mib: f64,
     /// Offer sent -> first decoded composite frame (ms).
     pub join_ms: Vec<f64>,
-    /// Single-room capacity steps.
+    /// Single-room capacity steps (every content class).
     pub capacity_single: Vec<CapRow>,
-    /// Four-person-rooms capacity steps.
+    /// Four-person-rooms capacity steps (every content class).
     pub capacity_rooms: Vec<CapRow>,
     /// Audio-only, this server vs Janus.
     pub audio_only: Vec<AudioRow>,
     /// `perf report` of the server at N = 16, when perf works.
     pub profile: Option<String>,
-    /// Join reliability and speed (`mcu bench connect` runs).
+    /// Join reliability and speed (`mcu-bench connect` runs).
     #[serde(default)]
     pub connect: Vec<super::connect::ConnectSummary>,
     /// When the join runs were made (UTC; they may come from a later partial run).
@@ -151,13 +144,13 @@ impl Results {
         }
     }
 
-    /// Largest single room that passed.
-    pub fn max_single(&self) -> usize {
-        self.capacity_single.iter().filter(|r| r.pass).map(|r| r.per_room).max().unwrap_or(0)
+    /// Largest single room that passed with `content`.
+    pub fn max_single(&self, content: Content) -> usize {
+        capacity::largest_pass(self.capacity_single.iter().filter(|r| r.content == content), |r| r.per_room)
     }
-    /// Largest number of 4-person rooms that passed.
-    pub fn max_rooms(&self) -> usize {
-        self.capacity_rooms.iter().filter(|r| r.pass).map(|r| r.rooms).max().unwrap_or(0)
+    /// Largest number of 4-person rooms that passed with `content`.
+    pub fn max_rooms(&self, content: Content) -> usize {
+        capacity::largest_pass(self.capacity_rooms.iter().filter(|r| r.content == content), |r| r.rooms)
     }
 }
 
@@ -183,8 +176,8 @@ impl Server {
 
     /// Starts `mcu serve` with a configuration file.
     pub fn start_with(config: &Path) -> Result<Self, String> {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut child = Command::new(exe)
+        let exe = server_exe()?;
+        let mut child = Command::new(&exe)
             .arg("serve")
             .arg("--config")
             .arg(config)
@@ -194,7 +187,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| format!("cannot start server: {e}"))?;
+            .map_err(|e| format!("cannot start server {}: {e}", exe.display()))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).map_err(|e| e.to_string())?;
@@ -207,8 +200,23 @@ impl Server {
         self.child.id()
     }
 
-    fn target(&self, room: String) -> Target {
+    pub(super) fn target(&self, room: String) -> Target {
         Target::Mcu { base: self.url.clone(), room }
+    }
+}
+
+/// The server binary: `$MCU_BIN`, else `mcu` beside this executable (both are built
+/// into the same target directory by `cargo build --workspace`).
+pub fn server_exe() -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("MCU_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let exe = me.with_file_name(format!("mcu{}", std::env::consts::EXE_SUFFIX));
+    if exe.exists() {
+        Ok(exe)
+    } else {
+        Err(format!("no server binary at {} (build it: cargo build --release --workspace)", exe.display()))
     }
 }
 
@@ -224,7 +232,7 @@ async fn sleep(secs: f64) {
 }
 
 /// Starts `shape` on `server`, warms up, measures one window, leaves.
-async fn window_on(
+pub(super) async fn window_on(
     target: impl Fn(usize) -> Target,
     pid: u32,
     shape: Shape,
@@ -244,7 +252,8 @@ async fn window_on(
     Ok(w)
 }
 
-fn passes(w: &Window) -> bool {
+/// A capacity step passes: the probe keeps >= 29 fps and the audio has no gap.
+pub(super) fn passes(w: &Window) -> bool {
     w.probe_fps >= 29.0 && w.audio_gap_free()
 }
 
@@ -275,7 +284,7 @@ pub async fn all(media_dir: &Path, work: &Path, timing: Timing, only: &[String])
     if !["mixing", "join", "profile", "limit", "capacity", "audio"].iter().any(|p| want(p)) {
         return Ok(r);
     }
-    let media = super::media::prepare(media_dir)?;
+    let media = super::media::prepare(media_dir, Content::ZonePlate)?;
     r.video_bitrate = media.video_bitrate;
 
     // 1 + 5: mixing overhead, memory.
@@ -287,7 +296,7 @@ pub async fn all(media_dir: &Path, work: &Path, timing: Timing, only: &[String])
         if !want("mixing") {
             break;
         }
-        let shape = Shape { rooms: 1, per_room: n, video: true };
+        let shape = Shape::talking(1, n, true);
         let w =
             window_on(|_| server.target(format!("mix{n}")), server.pid(), shape, &media, timing.warmup, timing.mixing)
                 .await?;
@@ -327,78 +336,29 @@ pub async fn all(media_dir: &Path, work: &Path, timing: Timing, only: &[String])
         }
     }
 
-    // Capacity.
-    eprintln!("bench: [4/5] capacity (>= 29 fps at the probe, no audio gap)");
-    let server = Server::start(work)?;
-    let mut known_pass = 0;
-    for row in &r.mixing {
-        if passes(&row.window) && row.n > known_pass {
-            known_pass = row.n;
-        }
-    }
-    for n in [4, 6, 9, 12, 16, 20, 25, 30, 36, 42, 49] {
+    // Capacity, per content class.
+    eprintln!("bench: [4/5] capacity (>= 29 fps at the probe, no audio gap), per content class");
+    for content in Content::ALL {
         if !want("capacity") {
             break;
         }
-        if n <= known_pass {
-            continue;
-        }
-        let shape = Shape { rooms: 1, per_room: n, video: true };
-        let w = window_on(
-            |_| server.target(format!("cap{n}")),
-            server.pid(),
-            shape,
-            &media,
-            timing.warmup,
-            timing.capacity,
-        )
-        .await?;
-        let pass = passes(&w);
-        eprintln!("bench:   1 room of {n:2}: {} {}", if pass { "PASS" } else { "FAIL" }, w.summary());
-        r.capacity_single.push(CapRow { rooms: 1, per_room: n, window: w, pass });
-        if !pass {
-            break;
-        }
-    }
-    // Mixing rows count as capacity steps too.
-    for row in &r.mixing {
-        if row.n <= known_pass || !passes(&row.window) {
-            r.capacity_single.push(CapRow {
+        // The zone plate's mixing runs are its first single-room steps.
+        let (media, known) = if content == media.content {
+            let known = r.mixing.iter().map(|m| CapRow {
+                content,
                 rooms: 1,
-                per_room: row.n,
-                window: row.window.clone(),
-                pass: passes(&row.window),
+                per_room: m.n,
+                window: m.window.clone(),
+                pass: passes(&m.window),
             });
-        }
+            (media.clone(), known.collect())
+        } else {
+            (super::media::prepare(media_dir, content)?, Vec::new())
+        };
+        let (single, rooms) = capacity::search(work, &media, timing, known).await?;
+        r.capacity_single.extend(single);
+        r.capacity_rooms.extend(rooms);
     }
-    r.capacity_single.sort_by_key(|c| c.per_room);
-    r.capacity_single.dedup_by_key(|c| c.per_room);
-    // One room of 4 is the single-room step above.
-    if let Some(one) = r.capacity_single.iter().find(|c| c.per_room == 4) {
-        r.capacity_rooms.push(one.clone());
-    }
-    for rooms in [2, 3, 4, 5, 6, 8, 10] {
-        if !want("capacity") || r.capacity_rooms.first().is_some_and(|c| !c.pass) {
-            break;
-        }
-        let shape = Shape { rooms, per_room: 4, video: true };
-        let w = window_on(
-            |i| server.target(format!("r{rooms}x4-{i}")),
-            server.pid(),
-            shape,
-            &media,
-            timing.warmup,
-            timing.capacity,
-        )
-        .await?;
-        let pass = passes(&w);
-        eprintln!("bench:   {rooms:2} rooms of 4: {} {}", if pass { "PASS" } else { "FAIL" }, w.summary());
-        r.capacity_rooms.push(CapRow { rooms, per_room: 4, window: w, pass });
-        if !pass {
-            break;
-        }
-    }
-    drop(server);
 
     // Audio only: this server vs Janus AudioBridge.
     eprintln!("bench: [5/5] audio-only rooms, this server vs Janus AudioBridge");
@@ -406,7 +366,7 @@ pub async fn all(media_dir: &Path, work: &Path, timing: Timing, only: &[String])
         if !want("audio") {
             break;
         }
-        let shape = Shape { rooms: 1, per_room: n, video: false };
+        let shape = Shape { rooms: 1, per_room: n, video: false, talkers: Some(AUDIO_ONLY_TALKERS) };
         let server = Server::start(work)?;
         sleep(1.0).await;
         let mcu =
@@ -453,15 +413,14 @@ async fn janus_window(work: &Path, shape: Shape, media: &Arc<BenchMedia>, timing
 
 async fn join_times(server: &Server, media: &Arc<BenchMedia>, joins: usize, out: &mut Vec<f64>) -> Result<(), String> {
     eprintln!("bench: [2/5] join time ({} joins into a room of 3)", joins);
-    let others =
-        load::start(|_| server.target("join".into()), Shape { rooms: 1, per_room: 3, video: true }, media).await?;
+    let others = load::start(|_| server.target("join".into()), Shape::talking(1, 3, true), media).await?;
     others.wait_flowing(true, Duration::from_secs(10)).await;
     for i in 0..joins {
         let probe = Arc::new(Probe::default());
         let spec = Spec {
             video: true,
             audio: true,
-            clicks: false,
+            voice: Voice::Talking,
             probe: Some(Arc::clone(&probe)),
             name: format!("joiner{i}"),
         };
@@ -504,7 +463,7 @@ async fn profile(server: &Server, media: &Arc<BenchMedia>) -> Option<String> {
         return None;
     }
     eprintln!("bench:   profiling the server at N = 16 (perf record, 10 s)");
-    let shape = Shape { rooms: 1, per_room: 16, video: true };
+    let shape = Shape::talking(1, 16, true);
     let load = load::start(|_| server.target("profile".into()), shape, media).await.ok()?;
     load.wait_flowing(true, Duration::from_secs(20)).await;
     sleep(3.0).await;

@@ -18,8 +18,8 @@ use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 
 use super::ClientError;
-use crate::media::codec::VideoCodec;
-use crate::media::template::{self, render};
+use mcu::media::codec::VideoCodec;
+use mcu::media::template::{self, render};
 
 /// Stops a sender when dropped.
 pub(super) enum SenderHandle {

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use super::media::{self, BenchMedia};
 use super::sys::CpuWindow;
-use crate::config::MediaConfig;
-use crate::layout;
-use crate::media::codec::VideoCodec;
-use crate::media::encode::{EncodeSpec, encoder_description};
+use mcu::config::MediaConfig;
+use mcu::layout;
+use mcu::media::codec::VideoCodec;
+use mcu::media::encode::{EncodeSpec, encoder_description};
 
 /// The `gst-launch-1.0` description for `n` participants.
 pub fn description(media: &BenchMedia, config: &MediaConfig, n: usize) -> Result<String, String> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::media::BenchMedia;
+use super::media::{BenchMedia, Voice};
 use super::peer::{Counts, Participant, Spec, Target};
 use super::probe::Probe;
 use super::sys::{self, CpuWindow};
@@ -30,6 +30,16 @@ pub struct Shape {
     pub per_room: usize,
     /// Send (and receive) video too; audio is always sent.
     pub video: bool,
+    /// Participants per room who talk (the first ones to join, the probe's clicker
+    /// among them); the others send an open microphone's hiss. `None`: everyone.
+    pub talkers: Option<usize>,
+}
+
+impl Shape {
+    /// `rooms` rooms of `per_room` where everyone talks.
+    pub fn talking(rooms: usize, per_room: usize, video: bool) -> Self {
+        Self { rooms, per_room, video, talkers: None }
+    }
 }
 
 /// Joins `shape.rooms` rooms of `shape.per_room` participants, one at a time;
@@ -44,7 +54,13 @@ pub async fn start(target: impl Fn(usize) -> Target, shape: Shape, media: &Arc<B
             let spec = Spec {
                 video: shape.video,
                 audio: true,
-                clicks: r == 0 && i == 1,
+                voice: if r == 0 && i == 1 {
+                    Voice::Clicking
+                } else if shape.talkers.is_some_and(|t| i >= t) {
+                    Voice::Silent
+                } else {
+                    Voice::Talking
+                },
                 probe: (r == 0 && i == 0).then(|| Arc::clone(&probe)),
                 name: format!("bench-{r}-{i}"),
             };

@@ -1,7 +1,8 @@
 //! The load generator's pre-encoded media, generated once with GStreamer and cached:
-//! 30 s of 640x360 30 fps VP8 (a moving zone plate, hard to compress, ~500 kbit/s,
-//! a keyframe every second) with the frame number stamped as a barcode, and 30 s of
-//! Opus (20 ms frames of a quiet tone plus noise; a variant with a click every second).
+//! 30 s of 640x360 30 fps VP8 (one [`Content`]: by default a moving zone plate, hard
+//! to compress; ~500 kbit/s, a keyframe every second) with the frame number stamped
+//! as a barcode, and 30 s of Opus (20 ms frames of a quiet tone plus noise; a variant
+//! with a click every second).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +12,8 @@ use bytes::Bytes;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
+
+use super::content::Content;
 
 /// Sender picture width.
 pub const WIDTH: u32 = 640;
@@ -56,6 +59,8 @@ pub struct BenchMedia {
     pub audio: Vec<Bytes>,
     /// The same with a click in every [`CLICK_EVERY`]th frame.
     pub audio_click: Vec<Bytes>,
+    /// An open microphone nobody talks into.
+    pub audio_silent: Vec<Bytes>,
     /// Where, in the decoded click loop, the first click starts (samples from the
     /// start of the stream; the encoder's look-ahead shifts it).
     pub click_offset_samples: usize,
@@ -65,6 +70,8 @@ pub struct BenchMedia {
     pub audio_file: PathBuf,
     /// Measured video bitrate (bit/s).
     pub video_bitrate: f64,
+    /// What the video shows.
+    pub content: Content,
 }
 
 /// The bits stamped for frame `n`: white, black, 13 bits of `n` (MSB first), parity.
@@ -122,23 +129,37 @@ fn stamp_i420(data: &mut [u8], n: u32) {
     }
 }
 
-/// The bench's synthetic PCM: a quiet 330 Hz tone plus noise (not silence, not
-/// trivially compressible), with optionally a 5 ms loud 1 kHz click at the start of
-/// every [`CLICK_EVERY`]th frame.
-pub fn pcm(clicks: bool) -> Vec<i16> {
+/// What a synthetic participant's microphone picks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Voice {
+    /// Talking: a quiet 330 Hz tone plus noise (about -48 dBFS: above the server's
+    /// voice threshold, and 25 talkers summed stay below the click detector's).
+    Talking,
+    /// Talking, with a 5 ms loud 1 kHz click at the start of every [`CLICK_EVERY`]th
+    /// frame (the audio latency probe).
+    Clicking,
+    /// An open microphone nobody talks into: faint hiss (about -75 dBFS).
+    Silent,
+}
+
+/// The bench's synthetic PCM for `voice` (tone plus noise: not silence, not
+/// trivially compressible).
+pub fn pcm(voice: Voice) -> Vec<i16> {
     let mut out = Vec::with_capacity(AUDIO_FRAMES * FRAME_SAMPLES);
     let mut seed = 0x2545_f491_u32;
     for i in 0..AUDIO_FRAMES * FRAME_SAMPLES {
         seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        let noise = f64::from((seed >> 16) as i16) / 32768.0 * 150.0;
-        let tone = (std::f64::consts::TAU * 330.0 * i as f64 / 48_000.0).sin() * 150.0;
+        let noise = f64::from((seed >> 16) as i16) / 32768.0;
+        let tone = (std::f64::consts::TAU * 330.0 * i as f64 / 48_000.0).sin();
         let frame = i / FRAME_SAMPLES;
         let in_frame = i % FRAME_SAMPLES;
-        let v = if clicks && frame.is_multiple_of(CLICK_EVERY) && in_frame < 240 {
+        let v = if voice == Voice::Silent {
+            noise * 10.0
+        } else if voice == Voice::Clicking && frame.is_multiple_of(CLICK_EVERY) && in_frame < 240 {
             // 5 ms of 1 kHz at near full scale: survives 32 kbit/s Opus.
             (std::f64::consts::TAU * 1000.0 * in_frame as f64 / 48_000.0).sin() * 28_000.0
         } else {
-            tone + noise
+            (tone + noise) * 150.0
         };
         out.push(v as i16);
     }
@@ -150,21 +171,28 @@ pub fn onset(pcm: &[i16], from: usize, threshold: i16) -> Option<usize> {
     pcm.iter().skip(from).position(|s| s.unsigned_abs() > threshold.unsigned_abs()).map(|p| p + from)
 }
 
-/// Loads the cached media from `dir`, generating it first when missing.
-pub fn prepare(dir: &Path) -> Result<Arc<BenchMedia>, String> {
-    crate::media::init().map_err(|e| e.to_string())?;
+/// Loads the cached media with `content` as its video from `dir`, generating it
+/// first when missing.
+pub fn prepare(dir: &Path, content: Content) -> Result<Arc<BenchMedia>, String> {
+    mcu::media::init().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let video_file = dir.join("video-640x360-vp8.webm");
+    let video_file = match content {
+        // The name the zone plate loop has always had, so caches stay valid.
+        Content::ZonePlate => dir.join("video-640x360-vp8.webm"),
+        other => dir.join(format!("video-640x360-vp8-{}.webm", other.slug())),
+    };
     let audio_file = dir.join("audio-opus.webm");
     let click_file = dir.join("audio-opus-click2.webm");
+    let silent_file = dir.join("audio-opus-silent.webm");
     if !video_file.exists() {
         eprintln!("bench: encoding {} ({} frames)...", video_file.display(), VIDEO_FRAMES);
-        generate_video(&video_file)?;
+        generate_video(&video_file, content)?;
     }
-    for (file, clicks) in [(&audio_file, false), (&click_file, true)] {
+    for (file, voice) in [(&audio_file, Voice::Talking), (&click_file, Voice::Clicking), (&silent_file, Voice::Silent)]
+    {
         if !file.exists() {
             eprintln!("bench: encoding {}...", file.display());
-            generate_audio(file, clicks)?;
+            generate_audio(file, voice)?;
         }
     }
     let video: Vec<VideoFrame> = demux(&video_file)?
@@ -173,7 +201,12 @@ pub fn prepare(dir: &Path) -> Result<Arc<BenchMedia>, String> {
         .collect();
     let audio = demux(&audio_file)?;
     let audio_click = demux(&click_file)?;
-    if video.len() < VIDEO_FRAMES / 2 || audio.len() < AUDIO_FRAMES / 2 || audio_click.is_empty() {
+    let audio_silent = demux(&silent_file)?;
+    if video.len() < VIDEO_FRAMES / 2
+        || audio.len() < AUDIO_FRAMES / 2
+        || audio_click.is_empty()
+        || audio_silent.is_empty()
+    {
         return Err(format!("bench media in {} is incomplete; delete it to regenerate", dir.display()));
     }
     if !video[0].keyframe {
@@ -190,7 +223,17 @@ pub fn prepare(dir: &Path) -> Result<Arc<BenchMedia>, String> {
     let click_offset_samples = onset(&decoded, 0, 10_000).ok_or("no click in the decoded click loop")?;
     let bytes: usize = video.iter().map(|f| f.data.len()).sum();
     let video_bitrate = bytes as f64 * 8.0 / (video.len() as f64 / f64::from(FPS));
-    Ok(Arc::new(BenchMedia { video, audio, audio_click, click_offset_samples, video_file, audio_file, video_bitrate }))
+    Ok(Arc::new(BenchMedia {
+        video,
+        audio,
+        audio_click,
+        audio_silent,
+        click_offset_samples,
+        video_file,
+        audio_file,
+        video_bitrate,
+        content,
+    }))
 }
 
 fn run_to_eos(pipeline: &gst::Pipeline) -> Result<(), String> {
@@ -219,17 +262,16 @@ fn launch(description: &str) -> Result<gst::Pipeline, String> {
         .map_err(|_| "not a pipeline".to_owned())
 }
 
-fn generate_video(path: &Path) -> Result<(), String> {
+fn generate_video(path: &Path, content: Content) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
-    let description = format!(
-        "videotestsrc pattern=zone-plate kx2=20 ky2=20 kt=2 num-buffers={VIDEO_FRAMES} \
-         ! video/x-raw,format=I420,width={WIDTH},height={HEIGHT},framerate={FPS}/1 \
-         ! identity name=stamp \
+    let tail = format!(
+        "identity name=stamp \
          ! vp8enc deadline=1 cpu-used=4 end-usage=cbr target-bitrate={VIDEO_BITRATE} \
            keyframe-max-dist={KEYFRAME_EVERY} lag-in-frames=0 auto-alt-ref=false \
          ! webmmux ! filesink location={}",
         tmp.display()
     );
+    let description = content.source(WIDTH, HEIGHT, FPS, VIDEO_FRAMES as u32, 2, &tail);
     let pipeline = launch(&description)?;
     let stamp = pipeline.by_name("stamp").ok_or("no stamp element")?;
     let counter = AtomicU32::new(0);
@@ -249,7 +291,7 @@ fn generate_video(path: &Path) -> Result<(), String> {
     std::fs::rename(&tmp, path).map_err(|e| e.to_string())
 }
 
-fn generate_audio(path: &Path, clicks: bool) -> Result<(), String> {
+fn generate_audio(path: &Path, voice: Voice) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
     let description = format!(
         "appsrc name=pcm format=time caps=audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved \
@@ -259,7 +301,7 @@ fn generate_audio(path: &Path, clicks: bool) -> Result<(), String> {
     );
     let pipeline = launch(&description)?;
     let appsrc = pipeline.by_name("pcm").and_then(|e| e.downcast::<gst_app::AppSrc>().ok()).ok_or("no appsrc")?;
-    let samples = pcm(clicks);
+    let samples = pcm(voice);
     for (i, chunk) in samples.chunks(FRAME_SAMPLES).enumerate() {
         let mut buffer = gst::Buffer::with_size(chunk.len() * 2).map_err(|e| e.to_string())?;
         {
@@ -319,11 +361,20 @@ mod tests {
 
     #[test]
     fn clicks_only_in_the_click_variant() {
-        let quiet = pcm(false);
+        let quiet = pcm(Voice::Talking);
         assert!(onset(&quiet, 0, 10_000).is_none());
-        let clicks = pcm(true);
+        let clicks = pcm(Voice::Clicking);
         let first = onset(&clicks, 0, 10_000).unwrap();
         assert!(first < 48);
         assert_eq!(onset(&clicks, 480, 10_000), Some(CLICK_EVERY * FRAME_SAMPLES + first));
+    }
+
+    #[test]
+    fn talkers_are_above_the_servers_voice_threshold_and_silence_below() {
+        use mcu::media::voice::level_dbfs;
+        let threshold = mcu::config::MediaConfig::default().voice_threshold_dbfs;
+        let frames = |v| pcm(v).chunks(FRAME_SAMPLES).map(level_dbfs).collect::<Vec<f64>>();
+        assert!(frames(Voice::Talking).iter().all(|&l| l > threshold + 5.0));
+        assert!(frames(Voice::Silent).iter().all(|&l| l < threshold - 15.0));
     }
 }

@@ -1,4 +1,4 @@
-//! `mcu bench connect`: how reliably and how fast joins connect. Each join is a real
+//! `mcu-bench connect`: how reliably and how fast joins connect. Each join is a real
 //! webrtc-rs peer offering audio and video (send and receive, like a browser); it
 //! times offer-to-answer (the HTTP join), answer-to-ICE-connected and
 //! answer-to-DTLS-connected (peer connection `connected`), then leaves. Joins run

@@ -30,8 +30,8 @@ use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSampl
 pub use answer::{apply_answer, split_candidates};
 pub use receive::{Received, RgbFrame};
 
-use crate::media::codec::VideoCodec;
-use crate::rtc::codecs::{VP8_PAYLOAD_TYPE, h264_fmtp, opus_capability, video_capability};
+use mcu::media::codec::VideoCodec;
+use mcu::rtc::codecs::{VP8_PAYLOAD_TYPE, h264_fmtp, opus_capability, video_capability};
 
 /// Payload type of the H.264 line this project's clients offer (as registered by the
 /// server's codec table, Constrained Baseline 42e01f).
@@ -142,7 +142,7 @@ pub struct Client {
 impl Client {
     /// Joins `room` on the server at `base_url` (e.g. `http://127.0.0.1:8080`).
     pub async fn join(base_url: &str, room: &str, options: ClientOptions) -> Result<Self, ClientError> {
-        crate::media::init().map_err(|e| ClientError::Media(e.to_string()))?;
+        mcu::media::init().map_err(|e| ClientError::Media(e.to_string()))?;
         let rtc_config = RTCConfiguration {
             ice_servers: options.ice_servers.clone(),
             ice_transport_policy: if options.relay_only {
@@ -314,7 +314,7 @@ impl Client {
 /// loopback candidates only when `loopback_only`. Shared with the load generator.
 pub fn new_api(loopback_only: bool) -> Result<webrtc::api::API, ClientError> {
     let mut media = MediaEngine::default();
-    crate::rtc::codecs::register(&mut media)?;
+    mcu::rtc::codecs::register(&mut media)?;
     let registry = register_default_interceptors(Registry::new(), &mut media)?;
     let mut settings = SettingEngine::default();
     settings.set_network_types(vec![NetworkType::Udp4]);

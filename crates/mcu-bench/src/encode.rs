@@ -1,11 +1,11 @@
-//! `mcu bench all --only encode`: what one encode of the composite costs at each
+//! `mcu-bench all --only encode`: what one encode of the composite costs at each
 //! tier, per codec and encoder setting, and what a receiver sees from it.
 //!
 //! The raw pictures are made first and kept in memory, so the timed run is the
 //! encoder alone (appsrc pushing ready buffers costs next to nothing): CPU seconds
 //! of this process over media seconds = cores one encode takes at real time. The
 //! encoded frames are then decoded (untimed) and each compared with its source:
-//! luma PSNR and SSIM ([`crate::media::quality`]).
+//! luma PSNR and SSIM ([`mcu::media::quality`]).
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -14,12 +14,13 @@ use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::content::Content;
 use super::sys;
-use crate::config::MediaConfig;
-use crate::media::codec::VideoCodec;
-use crate::media::encode::{EncodeSpec, encoder_description};
-use crate::media::quality::{self, Plane};
-use crate::media::tier::Tier;
+use mcu::config::MediaConfig;
+use mcu::media::codec::VideoCodec;
+use mcu::media::encode::{EncodeSpec, encoder_description};
+use mcu::media::quality::{self, Plane};
+use mcu::media::tier::Tier;
 
 /// openh264 at low complexity, as a `media.h264_encoder` value.
 const OPENH264: &str = "openh264enc bitrate={bitrate_bps} rate-control=bitrate complexity=low usage-type=camera \
@@ -29,51 +30,16 @@ const OPENH264: &str = "openh264enc bitrate={bitrate_bps} rate-control=bitrate c
 /// Seconds of media encoded per measurement.
 pub const SECONDS: u32 = 5;
 
-/// A kind of picture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Content {
-    /// A moving zone plate: detail everywhere, all of it moving (the worst case).
-    ZonePlate,
-    /// A still, detailed picture (a pinwheel) with one moving region in the middle
-    /// third (a small zone plate): like a person talking in front of a background.
-    TalkingHead,
-}
-
-impl Content {
-    /// Its name in the tables.
-    pub fn label(self) -> &'static str {
-        match self {
-            Content::ZonePlate => "zone plate",
-            Content::TalkingHead => "talking head",
-        }
-    }
-
-    fn source(self, w: u32, h: u32, fps: u32, frames: u32) -> String {
-        let caps = format!("video/x-raw,format=I420,width={w},height={h},framerate={fps}/1");
-        match self {
-            Content::ZonePlate => format!(
-                "videotestsrc pattern=zone-plate kx2=20 ky2=20 kt=1 num-buffers={frames} ! {caps} ! appsink name=raw sync=false"
-            ),
-            Content::TalkingHead => {
-                let (fw, fh) = (w / 3 / 2 * 2, h / 2 / 2 * 2);
-                format!(
-                    "compositor name=mix sink_1::xpos={} sink_1::ypos={} ! {caps} ! appsink name=raw sync=false \
-                     videotestsrc pattern=pinwheel num-buffers={frames} ! {caps} ! mix.sink_0 \
-                     videotestsrc pattern=zone-plate kx2=20 ky2=20 kt=1 num-buffers={frames} \
-                       ! video/x-raw,format=I420,width={fw},height={fh},framerate={fps}/1 ! mix.sink_1",
-                    (w - fw) / 2,
-                    (h - fh) / 2
-                )
-            }
-        }
-    }
-}
-
 /// An encoder setting under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Encoder {
     /// The embedded VP8 template (`pipelines/video-encode-vp8.pipeline`).
     Vp8,
+    /// The VP8 template with two threads (the default before `media.encoder_threads`).
+    Vp8Threads2,
+    /// The VP8 template skipping macroblocks whose residual is below a threshold
+    /// (`static-threshold`).
+    Vp8StaticThreshold(u32),
     /// The VP8 template at libvpx's fastest real-time speed (`cpu-used=16`).
     Vp8Speed16,
     /// The embedded H.264 template with x264 `ultrafast`.
@@ -86,22 +52,37 @@ pub enum Encoder {
 
 impl Encoder {
     /// Every setting measured.
-    pub const ALL: [Encoder; 5] =
-        [Encoder::Vp8, Encoder::Vp8Speed16, Encoder::X264Ultrafast, Encoder::X264Superfast, Encoder::OpenH264];
+    pub const ALL: [Encoder; 8] = [
+        Encoder::Vp8,
+        Encoder::Vp8Threads2,
+        Encoder::Vp8StaticThreshold(300),
+        Encoder::Vp8StaticThreshold(3000),
+        Encoder::Vp8Speed16,
+        Encoder::X264Ultrafast,
+        Encoder::X264Superfast,
+        Encoder::OpenH264,
+    ];
 
     /// Its name in the tables.
-    pub fn label(self) -> &'static str {
+    pub fn label(self) -> String {
         match self {
-            Encoder::Vp8 => "VP8 (vp8enc cpu-used=8)",
-            Encoder::Vp8Speed16 => "VP8 (vp8enc cpu-used=16)",
-            Encoder::X264Ultrafast => "H.264 (x264 ultrafast)",
-            Encoder::X264Superfast => "H.264 (x264 superfast, default)",
-            Encoder::OpenH264 => "H.264 (openh264, low)",
+            Encoder::Vp8 => "VP8 (vp8enc cpu-used=8, 1 thread, default)".into(),
+            Encoder::Vp8Threads2 => "VP8 (vp8enc cpu-used=8, 2 threads)".into(),
+            Encoder::Vp8StaticThreshold(t) => format!("VP8 (vp8enc cpu-used=8, static-threshold={t})"),
+            Encoder::Vp8Speed16 => "VP8 (vp8enc cpu-used=16)".into(),
+            Encoder::X264Ultrafast => "H.264 (x264 ultrafast)".into(),
+            Encoder::X264Superfast => "H.264 (x264 superfast, default)".into(),
+            Encoder::OpenH264 => "H.264 (openh264, low)".into(),
         }
     }
 
     fn codec(self) -> VideoCodec {
-        if matches!(self, Encoder::Vp8 | Encoder::Vp8Speed16) { VideoCodec::Vp8 } else { VideoCodec::H264 }
+        match self {
+            Encoder::Vp8 | Encoder::Vp8Threads2 | Encoder::Vp8StaticThreshold(_) | Encoder::Vp8Speed16 => {
+                VideoCodec::Vp8
+            }
+            Encoder::X264Ultrafast | Encoder::X264Superfast | Encoder::OpenH264 => VideoCodec::H264,
+        }
     }
 
     /// The encoder as the server would run it: openh264 goes through
@@ -110,13 +91,17 @@ impl Encoder {
     fn description(self, spec: &EncodeSpec) -> Result<String, String> {
         let config = match self {
             Encoder::OpenH264 => MediaConfig { h264_encoder: Some(OPENH264.into()), ..MediaConfig::default() },
+            Encoder::Vp8Threads2 => MediaConfig { encoder_threads: 2, ..MediaConfig::default() },
             _ => MediaConfig::default(),
         };
         let embedded = encoder_description(&config, spec).map_err(|e| e.to_string())?;
         Ok(match self {
             Encoder::X264Ultrafast => embedded.replace("speed-preset=superfast", "speed-preset=ultrafast"),
             Encoder::Vp8Speed16 => embedded.replace("cpu-used=8", "cpu-used=16"),
-            Encoder::Vp8 | Encoder::X264Superfast | Encoder::OpenH264 => embedded,
+            Encoder::Vp8StaticThreshold(t) => {
+                embedded.replace("cpu-used=8", &format!("cpu-used=8 static-threshold={t}"))
+            }
+            Encoder::Vp8 | Encoder::Vp8Threads2 | Encoder::X264Superfast | Encoder::OpenH264 => embedded,
         })
     }
 
@@ -179,7 +164,7 @@ pub fn measure_all() -> Result<Vec<EncodeRow>, String> {
     gst::init().map_err(|e| e.to_string())?;
     let tiers = MediaConfig::default().tiers();
     let mut rows = Vec::new();
-    for content in [Content::ZonePlate, Content::TalkingHead] {
+    for content in Content::ALL {
         for tier in &tiers {
             let frames = tier.fps * SECONDS;
             let raw = pictures(content, tier, frames)?;
@@ -228,10 +213,17 @@ fn measure(content: Content, tier: &Tier, encoder: Encoder, raw: &[gst::Sample])
 
 /// The raw pictures of `content` at `tier`'s size and rate.
 fn pictures(content: Content, tier: &Tier, frames: u32) -> Result<Vec<gst::Sample>, String> {
-    let pipeline = gst::parse::launch(&content.source(tier.width, tier.height, tier.fps, frames))
-        .map_err(|e| format!("raw pictures: {e}"))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "raw pictures: not a pipeline".to_owned())?;
+    let pipeline = gst::parse::launch(&content.source(
+        tier.width,
+        tier.height,
+        tier.fps,
+        frames,
+        1,
+        "appsink name=raw sync=false",
+    ))
+    .map_err(|e| format!("raw pictures: {e}"))?
+    .downcast::<gst::Pipeline>()
+    .map_err(|_| "raw pictures: not a pipeline".to_owned())?;
     drain(&pipeline, None)
 }
 

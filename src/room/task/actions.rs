@@ -1,0 +1,57 @@
+//! Performing the room core's actions with GStreamer and webrtc-rs.
+
+use super::{RoomTask, send_pli, tag};
+use crate::room::core::Action;
+
+impl RoomTask {
+    /// Performs what the core decided.
+    pub(super) fn perform_actions(&mut self) {
+        let room = self.slot.name.as_str();
+        let config = &self.ctx.config.media;
+        let tiers = self.core.tiers().to_vec();
+        while let Some(action) = self.core.poll_action() {
+            let Some(media) = self.media.as_mut() else { continue };
+            match action {
+                Action::StartEncode(key) => {
+                    let encode = crate::room::media::encode_label(key, &tiers);
+                    match media.start_encode(room, config, key, &tiers) {
+                        Ok(()) => tracing::debug!(room, encode, "encode started"),
+                        Err(e) => tracing::error!(room, encode, error = %e, "cannot start an encode"),
+                    }
+                }
+                Action::StopEncode(key) => {
+                    if let Err(e) = media.stop_encode(key, &tiers) {
+                        tracing::error!(room, error = %e, "cannot stop an encode");
+                    }
+                }
+                Action::ForceKeyframe(key) => media.force_keyframe(key, &tiers),
+                Action::Route(id, key) => {
+                    let feed = media.feed(key);
+                    let forwarder = self.participants.iter().find(|p| p.id == id).and_then(|p| p.forwarder.as_ref());
+                    if let (Some(feed), Some(forwarder)) = (feed, forwarder) {
+                        forwarder.switch(tag(key), feed);
+                    }
+                }
+                Action::Layout(cells) => {
+                    if let Some(video) = &media.video {
+                        let placed: Vec<(&str, crate::layout::Rect)> =
+                            cells.iter().map(|(id, rect)| (id.as_str(), *rect)).collect();
+                        video.set_layout(&placed);
+                    }
+                }
+                Action::Pli(id) => {
+                    if let Some(p) = self.participants.iter().find(|p| p.id == id) {
+                        send_pli(p);
+                    }
+                }
+                Action::TierChanged(id, tier) => {
+                    let name = tiers.get(tier).map_or("?", |t| t.name.as_str());
+                    tracing::info!(room, participant = %id, quality = name, "receives another tier");
+                }
+                Action::Speaker(id) => {
+                    tracing::info!(room, speaker = id.as_ref().map_or("none", |id| id.as_str()), "active speaker");
+                }
+            }
+        }
+    }
+}
