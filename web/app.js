@@ -10,6 +10,8 @@
  *       connectionState, iceConnectionState, iceGatheringState,
  *       participants: [{id, name, audio, video}], participantCount,
  *       recording,          // the room state's `recording` (null when not recording)
+ *       speaker, layout, pin,  // the active speaker's id, "grid"/"speaker", the pinned id
+ *       sending: {audio, video, screen},  // microphone/camera switched on, screen shared
  *       mediaNotice,        // text of the visible media message ("" when none)
  *       audioBlocked,       // true while the "Tap to unmute" button is shown
  *       local: {audio, video},  // which local tracks are being sent
@@ -24,6 +26,8 @@
  *   mcu.join()             same as clicking Join (reads the form)
  *   mcu.leave()            same as clicking Leave
  *   mcu.setQuality(q)      same as choosing `q` (auto/high/medium/low) in the menu
+ *   mcu.setLayout(l, pin)  same as the layout buttons / a participant's Pin button
+ *   mcu.mute(id, bool)     same as a participant's Mute button (moderators)
  */
 "use strict";
 
@@ -31,7 +35,7 @@
   const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
   const TOKEN_KEY = "mcu.token";
   const NAME_KEY = "mcu.name";
-  const POLL_ROOM_MS = 2000;
+  const RECONNECT_EVENTS_MS = 2000;
   const STATS_MS = 1000;
 
   const $ = (id) => document.getElementById(id);
@@ -51,6 +55,8 @@
     codec: $("codec"), quality: $("quality"), qualityResult: $("quality-result"),
     recStart: $("rec-start"), recStop: $("rec-stop"), recStatus: $("rec-status"),
     recRefresh: $("rec-refresh"), recordings: $("recordings"),
+    micToggle: $("mic-toggle"), camToggle: $("cam-toggle"), shareScreen: $("share-screen"),
+    layoutGrid: $("layout-grid"), layoutSpeaker: $("layout-speaker"), controlResult: $("control-result"),
   };
 
   // Everything about the current call; reset by leave().
@@ -189,7 +195,7 @@
 
       c = call = {
         pc, room, name, media, url: null, id: null, participants: [], recording: null, roomError: "",
-        polling: false, stats: emptyStats(), prevStats: null, timers: [], audioStream: new MediaStream(),
+        speaker: null, layout: "grid", pin: null, events: null, screen: null, polling: false, stats: emptyStats(), prevStats: null, timers: [], audioStream: new MediaStream(),
         videoStream: new MediaStream(),
       };
       wirePeer(c);
@@ -293,9 +299,19 @@
     c.updateState();
     if (c.pc.connectionState !== "connected") setStatus("Connecting…");
 
-    pollRoom();
-    loadRecordings();
-    c.timers.push(setInterval(pollRoom, POLL_ROOM_MS));
+    for (const [b, track] of [[el.micToggle, media.audio], [el.camToggle, media.video]]) {
+      b.disabled = !track;
+      b.setAttribute("aria-pressed", String(!!track));
+    }
+    el.micToggle.textContent = "Microphone " + (media.audio ? "on" : "off");
+    el.camToggle.textContent = "Camera " + (media.video ? "on" : "off");
+    el.shareScreen.disabled = !media.video || !(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
+    el.shareScreen.textContent = "Share screen";
+    el.shareScreen.setAttribute("aria-pressed", "false");
+    el.controlResult.textContent = "";
+
+    followRoom(c);
+    recordings.load();
     c.timers.push(setInterval(collectStats, STATS_MS));
   }
 
@@ -314,7 +330,9 @@
     const c = call;
     call = null;
     if (!c) return;
-    c.timers.forEach(clearInterval);
+    c.timers.forEach(clearInterval); // clears timeouts too
+    if (c.events) c.events.close();
+    if (c.screen) c.screen.stop();
     if (notify && c.url) deleteParticipant(c.url, keepalive);
     closeLocal(c.pc, c.media);
     el.remoteVideo.srcObject = null;
@@ -359,35 +377,15 @@
     }
     if (call !== c) return;
     c.roomError = error;
-    if (!error) { // on an error keep showing the last known state
-      c.participants = state && Array.isArray(state.participants) ? state.participants : [];
-      c.recording = state ? (state.recording || null) : null;
-    }
-    renderParticipants(c);
-    el.recIndicator.hidden = !c.recording;
-    el.recStop.disabled = !c.recording;
+    if (!error) window.mcuRoom.apply(c, "state", state || {}); // on an error keep the last known state
+    renderRoom(c);
   }
 
-  function renderParticipants(c) {
+  /** Shows the room: participants (speaker marked), recording, layout buttons. */
+  function renderRoom(c) {
     el.count.textContent = String(c.participants.length);
-    const items = c.participants.map((p) => {
-      const li = document.createElement("li");
-      const n = document.createElement("span");
-      n.className = "p-name";
-      n.textContent = (p.name || p.id) + (p.id === c.id ? " (you)" : "");
-      n.title = p.id;
-      const flags = document.createElement("span");
-      flags.className = "p-flags";
-      const a = document.createElement("span");
-      a.textContent = "audio";
-      a.className = p.audio ? "" : "flag-off";
-      const v = document.createElement("span");
-      v.textContent = "video";
-      v.className = p.video ? "" : "flag-off";
-      flags.append(a, " ", v);
-      li.append(n, flags);
-      return li;
-    });
+    const moderator = window.mcuRoom.canModerate(el.token.value.trim());
+    const items = window.mcuRoom.render(el.participants, c, moderator, { pin: pinParticipant, mute: muteParticipant });
     if (c.roomError) {
       const li = document.createElement("li");
       li.className = "p-error";
@@ -395,6 +393,76 @@
       items.push(li);
     }
     el.participants.replaceChildren(...items);
+    el.recIndicator.hidden = !c.recording;
+    el.recStop.disabled = !c.recording;
+    el.layoutGrid.setAttribute("aria-pressed", String(c.layout === "grid"));
+    el.layoutSpeaker.setAttribute("aria-pressed", String(c.layout === "speaker"));
+    el.layoutGrid.disabled = el.layoutSpeaker.disabled = !moderator;
+  }
+
+  /** Follows the room's event stream; when it ends, reads the state once and reopens it. */
+  function followRoom(c) {
+    const path = "/rooms/" + encodeURIComponent(c.room) + "/events";
+    c.events = window.mcuEvents.open(path, authHeaders(), (name, data) => {
+      if (call !== c) return;
+      window.mcuRoom.apply(c, name, data);
+      c.roomError = "";
+      renderRoom(c);
+    }, () => {
+      if (call !== c) return;
+      pollRoom();
+      c.timers.push(setTimeout(() => { if (call === c) followRoom(c); }, RECONNECT_EVENTS_MS));
+    });
+  }
+
+  /** A moderator's request; its answer comes back through the event stream. */
+  async function moderate(path, method, body) {
+    el.controlResult.textContent = "";
+    try {
+      const r = await api(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      if (!r.ok) el.controlResult.textContent = await errorText(r);
+    } catch (e) {
+      el.controlResult.textContent = (e && e.message) || String(e);
+    }
+  }
+
+  function setLayout(layout, pin) {
+    if (!call) return Promise.resolve();
+    const body = layout === "speaker" ? { layout, pin: pin || null } : { layout };
+    return moderate("/rooms/" + encodeURIComponent(call.room) + "/layout", "PUT", body);
+  }
+
+  function pinParticipant(id) { return setLayout("speaker", id); }
+
+  function muteParticipant(id, muted) {
+    if (!call) return Promise.resolve();
+    const path = "/rooms/" + encodeURIComponent(call.room) + "/participants/" + encodeURIComponent(id) + "/mute";
+    return moderate(path, "POST", { audio: muted });
+  }
+
+  /** The microphone and camera switches and screen sharing (no renegotiation). */
+  function toggleLocal(kind) {
+    const c = call;
+    if (!c || !c.media) return;
+    const on = window.mcuLocal.toggle(kind === "audio" ? c.media.audio : c.media.video);
+    if (on === null) return;
+    const b = kind === "audio" ? el.micToggle : el.camToggle;
+    b.setAttribute("aria-pressed", String(on));
+    b.textContent = (kind === "audio" ? "Microphone " : "Camera ") + (on ? "on" : "off");
+  }
+
+  async function toggleScreen() {
+    const c = call;
+    if (!c) return;
+    el.controlResult.textContent = "";
+    try {
+      await window.mcuLocal.toggleScreen(c, (sharing) => {
+        el.shareScreen.setAttribute("aria-pressed", String(sharing));
+        el.shareScreen.textContent = sharing ? "Stop sharing" : "Share screen";
+      });
+    } catch (e) {
+      el.controlResult.textContent = "Screen sharing: " + ((e && e.message) || e);
+    }
   }
 
   // ---------- stats ----------
@@ -435,97 +503,7 @@
 
   // ---------- recording ----------
 
-  async function startRecording() {
-    const c = call;
-    if (!c) return;
-    el.recStart.disabled = true;
-    el.recStatus.textContent = "Starting…";
-    try {
-      const r = await api("/rooms/" + encodeURIComponent(c.room) + "/recording", { method: "POST" });
-      if (!r.ok) throw new Error(await errorText(r));
-      const body = await r.json().catch(() => ({}));
-      el.recStatus.textContent = "Recording" + (body.file ? " to " + body.file : "") + ".";
-      pollRoom();
-    } catch (e) {
-      el.recStatus.textContent = "Could not start recording: " + e.message;
-    } finally {
-      el.recStart.disabled = false;
-    }
-  }
-
-  async function stopRecording() {
-    const c = call;
-    if (!c) return;
-    el.recStop.disabled = true;
-    el.recStatus.textContent = "Stopping…";
-    try {
-      const r = await api("/rooms/" + encodeURIComponent(c.room) + "/recording", { method: "DELETE" });
-      if (!r.ok) throw new Error(await errorText(r));
-      const body = await r.json().catch(() => ({}));
-      el.recStatus.textContent = "Saved " + (body.file || "recording") + ": " +
-        window.mcuFormat.formatDuration(body.duration_ms) + ", " + window.mcuFormat.formatBytes(body.bytes) + ".";
-      pollRoom();
-      loadRecordings();
-    } catch (e) {
-      el.recStatus.textContent = "Could not stop recording: " + e.message;
-      pollRoom();
-    }
-  }
-
-  async function loadRecordings() {
-    const list = el.recordings;
-    try {
-      const r = await api("/recordings", { cache: "no-store" });
-      if (!r.ok) throw new Error(await errorText(r));
-      const files = await r.json();
-      if (!Array.isArray(files) || files.length === 0) {
-        const li = document.createElement("li");
-        li.className = "muted";
-        li.textContent = "No recordings yet.";
-        list.replaceChildren(li);
-        return;
-      }
-      list.replaceChildren(...files.map((f) => {
-        const li = document.createElement("li");
-        const a = document.createElement("a");
-        a.href = "/recordings/" + encodeURIComponent(f.file);
-        a.textContent = f.file;
-        a.download = f.file;
-        a.addEventListener("click", downloadWithToken);
-        const size = document.createElement("span");
-        size.className = "muted";
-        size.textContent = window.mcuFormat.formatBytes(f.bytes);
-        li.append(a, size);
-        return li;
-      }));
-    } catch (e) {
-      const li = document.createElement("li");
-      li.className = "muted";
-      li.textContent = "Recordings unavailable: " + e.message;
-      list.replaceChildren(li);
-    }
-  }
-
-  /** Links can't carry a bearer token: with one set, download through fetch. */
-  async function downloadWithToken(e) {
-    if (!el.token.value.trim()) return;
-    e.preventDefault();
-    const a = e.currentTarget;
-    try {
-      const r = await api(a.getAttribute("href"));
-      if (!r.ok) throw new Error(await errorText(r));
-      const url = URL.createObjectURL(await r.blob());
-      const tmp = document.createElement("a");
-      tmp.href = url;
-      tmp.download = a.download;
-      document.body.append(tmp);
-      tmp.click();
-      tmp.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 60000);
-    } catch (err) {
-      el.recStatus.textContent = "Download failed: " + err.message;
-    }
-  }
+  const recordings = window.mcuRecordings({ el, api, errorText, call: () => call, refresh: () => pollRoom() });
 
   // ---------- copy link ----------
 
@@ -574,10 +552,15 @@
   el.leave.addEventListener("click", leave);
   el.copyLink.addEventListener("click", copyLink);
   el.unmute.addEventListener("click", playAudio);
-  el.recStart.addEventListener("click", startRecording);
-  el.recStop.addEventListener("click", stopRecording);
-  el.recRefresh.addEventListener("click", loadRecordings);
+  el.recStart.addEventListener("click", recordings.start);
+  el.recStop.addEventListener("click", recordings.stop);
+  el.recRefresh.addEventListener("click", recordings.load);
   el.quality.addEventListener("change", changeQuality);
+  el.micToggle.addEventListener("click", () => toggleLocal("audio"));
+  el.camToggle.addEventListener("click", () => toggleLocal("video"));
+  el.shareScreen.addEventListener("click", toggleScreen);
+  el.layoutGrid.addEventListener("click", () => setLayout("grid"));
+  el.layoutSpeaker.addEventListener("click", () => setLayout("speaker", call && call.pin));
   el.room.addEventListener("input", () => {
     el.room.setCustomValidity(el.room.value === "" || ROOM_RE.test(el.room.value.trim()) ? "" : "invalid room name");
   });
@@ -603,6 +586,14 @@
         participants: c ? c.participants.map((p) => Object.assign({}, p)) : [],
         participantCount: c ? c.participants.length : 0,
         recording: c ? c.recording : null,
+        speaker: c ? c.speaker : null,
+        layout: c ? c.layout : null,
+        pin: c ? c.pin : null,
+        sending: {
+          audio: !!(c && c.media && c.media.audio && c.media.audio.enabled),
+          video: !!(c && c.media && c.media.video && c.media.video.enabled),
+          screen: !!(c && c.screen),
+        },
         mediaNotice: el.notice.hidden ? "" : el.notice.textContent,
         audioBlocked: !el.unmute.hidden,
         local: { audio: !!(c && c.media && c.media.audio), video: !!(c && c.media && c.media.video) },
@@ -615,5 +606,7 @@
       el.quality.value = q;
       return changeQuality();
     },
+    setLayout,
+    mute: muteParticipant,
   };
 })();

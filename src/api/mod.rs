@@ -2,6 +2,7 @@
 //! responses. Every error is the contract's JSON `{"error": ...}`.
 
 mod error;
+mod events;
 mod layout;
 mod limit;
 mod participants;
@@ -109,6 +110,22 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
             reply(layout::put(room, content_type, authorization, body, &api).await)
         })
         .boxed();
+    let mute = warp::path!("rooms" / String / "participants" / String / "mute")
+        .and(warp::post())
+        .and(warp::header::optional::<String>("content-type"))
+        .and(bearer())
+        .and(body_stream())
+        .and(with_api.clone())
+        .then(|room, id, content_type, authorization, body, api: Shared| async move {
+            reply(participants::mute(room, id, content_type, authorization, body, &api).await)
+        })
+        .boxed();
+    let events = warp::path!("rooms" / String / "events")
+        .and(warp::get())
+        .and(bearer())
+        .and(with_api.clone())
+        .then(|room, authorization, api| async move { reply(events::stream(room, authorization, api).await) })
+        .boxed();
     let list = warp::path!("rooms")
         .and(warp::get())
         .and(bearer())
@@ -139,8 +156,22 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .then(|authorization, api| async move { reply(metrics_text(authorization, api).await) })
         .boxed();
 
-    let conference =
-        join.or(leave).unify().or(update).unify().or(set_layout).unify().or(list).unify().or(state).unify().boxed();
+    let conference = join
+        .or(leave)
+        .unify()
+        .or(update)
+        .unify()
+        .or(set_layout)
+        .unify()
+        .or(mute)
+        .unify()
+        .or(events)
+        .unify()
+        .or(list)
+        .unify()
+        .or(state)
+        .unify()
+        .boxed();
     let operations = ice_servers.or(health).unify().or(metrics).unify().boxed();
     let all: BoxedFilter<(Response,)> =
         conference.or(recordings).unify().or(operations).unify().or(web::routes(web_dir)).unify().boxed();
@@ -294,9 +325,10 @@ pub(crate) async fn read_body(mut body: BodyStream, limit: u64, what: &str) -> R
 
 async fn leave(room: String, id: String, authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
     let room = room_name(&room)?;
-    // A participant removes itself (same token identity); an admin removes anyone.
+    // A participant removes itself (same token identity); a moderator or an admin
+    // removes anyone.
     let by = match api.authorize(authorization.as_deref(), Some(room.as_str()), &[])? {
-        Access::Token(claims) if !claims.allows(Permission::Admin) => Some(claims.sub),
+        Access::Token(claims) if !claims.allows(Permission::Moderate) => Some(claims.sub),
         _ => None,
     };
     api.rooms.leave(&room, ParticipantId::from_path(&id), by).await?;

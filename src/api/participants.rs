@@ -69,3 +69,33 @@ pub(super) async fn update(
     let info = api.rooms.set_quality(&room, ParticipantId::from_path(&id), by, quality).await?;
     Ok(warp::reply::json(&info).into_response())
 }
+
+/// The JSON body of a mute: either may be absent (unchanged).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MuteBody {
+    audio: Option<bool>,
+    video: Option<bool>,
+}
+
+/// `POST /rooms/{room}/participants/{id}/mute`, a moderator's (or an admin's) call:
+/// muted audio is in no mix, muted video is a black cell.
+pub(super) async fn mute(
+    room: String,
+    id: String,
+    content_type: Option<String>,
+    authorization: Option<String>,
+    body: BodyStream,
+    api: &Shared,
+) -> Result<Response, ApiError> {
+    let room = room_name(&room)?;
+    api.authorize(authorization.as_deref(), Some(room.as_str()), &[Permission::Moderate])?;
+    let body = read_json(content_type.as_deref(), body).await?;
+    let mute: MuteBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))?;
+    if mute.audio.is_none() && mute.video.is_none() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "nothing to mute: give \"audio\" and/or \"video\""));
+    }
+    let info = api.rooms.mute(&room, ParticipantId::from_path(&id), mute.audio, mute.video).await?;
+    Ok(warp::reply::json(&info).into_response())
+}

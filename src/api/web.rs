@@ -33,6 +33,22 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../../web/quality.js"),
     },
+    Asset {
+        path: "events.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../web/events.js"),
+    },
+    Asset { path: "room.js", content_type: "text/javascript; charset=utf-8", body: include_str!("../../web/room.js") },
+    Asset {
+        path: "local.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../web/local.js"),
+    },
+    Asset {
+        path: "recordings.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../web/recordings.js"),
+    },
     Asset { path: "style.css", content_type: "text/css; charset=utf-8", body: include_str!("../../web/style.css") },
     Asset { path: "favicon.svg", content_type: "image/svg+xml", body: include_str!("../../web/favicon.svg") },
 ];

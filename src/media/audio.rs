@@ -42,7 +42,8 @@ impl<F: FnMut(Bytes) + Send> AudioOutput for F {
 
 /// Receives the sources' voice levels every [`LEVEL_REPORT_TICKS`] ticks, on the
 /// mixer thread: each source with the mean level (dBFS) of the frames it spoke in
-/// that interval, or `None` when it did not speak.
+/// that interval (the last such level through a pause within the voice hangover), or
+/// `None` when it is not speaking.
 pub type LevelSink = Box<dyn FnMut(Vec<(Arc<str>, Option<f64>)>) + Send>;
 
 /// Ticks between two level reports (200 ms).
@@ -63,6 +64,9 @@ pub enum AudioCommand {
     },
     /// The participant stopped publishing or left.
     RemoveSource(Arc<str>),
+    /// A moderator muted (or unmuted) a source: muted, it is in no mix and never
+    /// counts as speaking.
+    SetMuted(Arc<str>, bool),
     /// A participant receives audio: its own mix-minus if it is a source, else the
     /// shared full mix written to `output`.
     AddListener(Arc<str>, Box<dyn AudioOutput>),
@@ -146,12 +150,16 @@ struct Source {
     frame: Vec<i16>,
     contributing: bool,
     voice: VoiceActivity,
+    muted: bool,
     /// Counted on [`metrics::AUDIO_SPEAKERS`] while the source is speaking.
     speaking: Option<GaugeGuard>,
     /// Sum of the levels (dBFS) of the frames it spoke in since the last report, and
     /// how many.
     level_sum_db: f64,
     level_frames: u32,
+    /// The level of its last report with voice in it: reported again through pauses
+    /// shorter than the hangover, so a speaker between two words keeps its place.
+    last_level_db: f64,
     decode_buf: Vec<i16>,
     _live: GaugeGuard,
 }
@@ -241,8 +249,10 @@ impl MixerState {
                             contributing: false,
                             voice: VoiceActivity::new(self.config.voice_threshold_dbfs, HANGOVER_FRAMES),
                             speaking: None,
+                            muted: false,
                             level_sum_db: 0.0,
                             level_frames: 0,
+                            last_level_db: f64::NEG_INFINITY,
                             decode_buf: vec![0; MAX_PACKET_SAMPLES],
                             _live: GaugeGuard::new(&metrics::AUDIO_SOURCES),
                         },
@@ -256,6 +266,11 @@ impl MixerState {
             },
             AudioCommand::RemoveSource(id) => {
                 self.sources.remove(&id);
+            }
+            AudioCommand::SetMuted(id, muted) => {
+                if let Some(s) = self.sources.get_mut(&id) {
+                    s.muted = muted;
+                }
             }
             AudioCommand::AddListener(id, output) => {
                 let encoder =
@@ -317,8 +332,10 @@ impl MixerState {
             .sources
             .iter_mut()
             .map(|(id, s)| {
-                let spoke =
-                    (s.voice.speaking() && s.level_frames > 0).then(|| s.level_sum_db / f64::from(s.level_frames));
+                if s.level_frames > 0 {
+                    s.last_level_db = s.level_sum_db / f64::from(s.level_frames);
+                }
+                let spoke = s.voice.speaking().then_some(s.last_level_db);
                 s.level_sum_db = 0.0;
                 s.level_frames = 0;
                 (Arc::clone(id), spoke)
@@ -356,9 +373,17 @@ impl Source {
             for (dst, src) in self.frame.iter_mut().zip(self.fifo.drain(..FRAME_SAMPLES)) {
                 *dst = src;
             }
-            self.contributing = self.voice.update(&self.frame);
-            if self.contributing {
-                self.level_sum_db += level_dbfs(&self.frame).max(-127.0);
+            // Muted: the frame is decoded (the stream stays continuous) and dropped.
+            let level = level_dbfs(&self.frame);
+            self.contributing = if self.muted {
+                self.voice.quiet();
+                false
+            } else {
+                self.voice.update_level(level)
+            };
+            // The speaker's level counts its voiced frames, not the pauses between.
+            if self.contributing && self.voice.is_voice(level) {
+                self.level_sum_db += level;
                 self.level_frames += 1;
             }
         } else {
@@ -450,5 +475,39 @@ mod tests {
         let (speaker, quiet_1) = (last(&received[0]), last(&received[1]));
         assert_eq!(speaker.as_ptr(), quiet_1.as_ptr(), "nobody talks: one encode for all");
         assert!(received.iter().all(|r| r.lock().unwrap().len() >= 20 + HANGOVER_FRAMES as usize));
+    }
+
+    /// Every level report the mixer made.
+    type Reports = Arc<Mutex<Vec<Vec<(Arc<str>, Option<f64>)>>>>;
+
+    #[test]
+    fn levels_are_reported_for_speakers_through_short_pauses() {
+        let config = AudioMixerConfig { bitrate_bps: 32_000, jitter_packets: 1, voice_threshold_dbfs: -55.0 };
+        let mut state = MixerState::new(config);
+        let reports: Reports = Arc::default();
+        let sink = Arc::clone(&reports);
+        state.levels = Some(Box::new(move |r| sink.lock().unwrap().push(r)));
+        for id in ["talker", "quiet"] {
+            state.handle(AudioCommand::AddSource(id.into()));
+        }
+        let new = || opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+        let mut senders = [("talker", new(), 8000.0), ("quiet", new(), 0.0)];
+        let level_of = |reports: &Reports, who: &str| {
+            let last = reports.lock().unwrap().last().cloned().expect("a report");
+            last.into_iter().find(|(id, _)| &**id == who).and_then(|(_, l)| l)
+        };
+        run(&mut state, &mut senders, 20, 0);
+        let talking = level_of(&reports, "talker").expect("the talker is reported");
+        assert!((-20.0..-12.0).contains(&talking), "an 8000-amplitude tone is about -15 dBFS: {talking}");
+        assert_eq!(level_of(&reports, "quiet"), None);
+        // A 400 ms pause: still speaking, at the level of her last voiced frames (the
+        // decoder's tail of the tone included), not dragged down by the silence.
+        senders[0].2 = 0.0;
+        run(&mut state, &mut senders, 20, 20);
+        let paused = level_of(&reports, "talker").expect("still speaking in a pause");
+        assert!(paused > -40.0 && paused <= talking + 0.5, "{paused} after {talking}");
+        // Past the hangover: not speaking.
+        run(&mut state, &mut senders, HANGOVER_FRAMES as usize, 40);
+        assert_eq!(level_of(&reports, "talker"), None);
     }
 }

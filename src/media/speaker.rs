@@ -4,13 +4,16 @@
 //! about 1 s; silence keeps the last speaker; never more than one switch a second.
 //! Jitsi's dominant speaker identification scores speech over short, medium and long
 //! windows so a cough or a word does not take the floor; the same effect comes here
-//! from two simpler rules on smoothed levels: a challenger must be the loudest *speaker*
-//! (voice activity, not noise) continuously for [`TAKE_FLOOR`], and it must beat the
-//! current speaker by [`MARGIN_DB`] while the current one is still talking, so two
-//! people at the same level do not trade the floor on every breath.
+//! from two simpler rules on smoothed levels: a challenger must stay among the loudest
+//! *speakers* (voice activity, not noise; within [`MARGIN_DB`] of the loudest) for
+//! [`TAKE_FLOOR`], and it must beat the current speaker by [`MARGIN_DB`] while the
+//! current one is still talking, so two people at the same level neither trade the
+//! floor on every breath nor keep each other from taking it.
 //!
 //! Pure: levels and `now` in, decisions out; the room calls it when the mixer reports.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 /// How long a challenger must be the loudest before it takes the floor.
@@ -19,6 +22,10 @@ pub const TAKE_FLOOR: Duration = Duration::from_secs(1);
 pub const MIN_SWITCH_INTERVAL: Duration = Duration::from_secs(1);
 /// How much louder (dB) than a still-talking speaker a challenger must be.
 pub const MARGIN_DB: f64 = 3.0;
+/// Weight of a new report in a publisher's smoothed level (reports come every 200 ms:
+/// about a second of memory). Speech and beeps swing by 30 dB from one 200 ms window
+/// to the next; comparing raw reports would hand the floor to whoever peaked last.
+pub const SMOOTHING: f64 = 0.25;
 
 /// One publisher's voice over the last report interval.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,15 +43,25 @@ pub struct SpeakerDetector<K> {
     current: Option<K>,
     challenger: Option<(K, Instant)>,
     last_switch: Option<Instant>,
+    /// Each publisher's smoothed level, as power (silence pulls it down).
+    power: HashMap<K, f64>,
 }
 
 impl<K> Default for SpeakerDetector<K> {
     fn default() -> Self {
-        Self { current: None, challenger: None, last_switch: None }
+        Self { current: None, challenger: None, last_switch: None, power: HashMap::new() }
     }
 }
 
-impl<K: Clone + PartialEq> SpeakerDetector<K> {
+fn to_power(dbfs: f64) -> f64 {
+    10f64.powf(dbfs / 10.0)
+}
+
+fn to_dbfs(power: f64) -> f64 {
+    10.0 * power.max(1e-13).log10()
+}
+
+impl<K: Clone + Eq + Hash> SpeakerDetector<K> {
     /// The active speaker.
     pub fn current(&self) -> Option<&K> {
         self.current.as_ref()
@@ -53,7 +70,19 @@ impl<K: Clone + PartialEq> SpeakerDetector<K> {
     /// Feeds the levels of one report at `now`; returns the new speaker when the
     /// floor changes hands.
     pub fn update(&mut self, now: Instant, levels: &[VoiceLevel<K>]) -> Option<K> {
-        let speaking = levels.iter().filter_map(|l| l.speaking_dbfs.map(|db| (&l.id, db)));
+        for l in levels {
+            let power = l.speaking_dbfs.map_or(0.0, to_power);
+            let smoothed = self.power.entry(l.id.clone()).or_insert(power);
+            *smoothed = SMOOTHING * power + (1.0 - SMOOTHING) * *smoothed;
+        }
+        self.power.retain(|id, _| levels.iter().any(|l| &l.id == id));
+        // Who is speaking now, at their smoothed level.
+        let power = &self.power;
+        let level_of = |id: &K| {
+            let l = levels.iter().find(|l| &l.id == id)?;
+            l.speaking_dbfs.and_then(|_| power.get(id).copied().map(to_dbfs))
+        };
+        let speaking = levels.iter().filter_map(|l| level_of(&l.id).map(|db| (&l.id, db)));
         let Some((loudest, loudest_db)) = speaking.fold(None, |best: Option<(&K, f64)>, (id, db)| match best {
             Some((_, b)) if b >= db => best,
             _ => Some((id, db)),
@@ -62,18 +91,17 @@ impl<K: Clone + PartialEq> SpeakerDetector<K> {
             self.challenger = None;
             return None;
         };
-        if self.current.as_ref() == Some(loudest) {
+        // A speaker who still talks keeps the floor unless someone is clearly louder.
+        if let Some(current_db) = self.current.as_ref().and_then(level_of)
+            && loudest_db < current_db + MARGIN_DB
+        {
             self.challenger = None;
             return None;
         }
-        let current_db = levels.iter().find(|l| Some(&l.id) == self.current.as_ref()).and_then(|l| l.speaking_dbfs);
-        if current_db.is_some_and(|db| loudest_db < db + MARGIN_DB) {
-            // Not clearly louder than a speaker who is still talking.
-            self.challenger = None;
-            return None;
-        }
+        // A challenger keeps its claim while it talks within the margin of the loudest:
+        // two people at the same level do not reset each other's second.
         let since = match &self.challenger {
-            Some((id, since)) if id == loudest => *since,
+            Some((id, since)) if level_of(id).is_some_and(|db| db >= loudest_db - MARGIN_DB) => *since,
             _ => {
                 self.challenger = Some((loudest.clone(), now));
                 now
@@ -84,8 +112,8 @@ impl<K: Clone + PartialEq> SpeakerDetector<K> {
         if !(held && rested) {
             return None;
         }
-        self.current = Some(loudest.clone());
-        self.challenger = None;
+        let (speaker, _) = self.challenger.take()?;
+        self.current = Some(speaker);
         self.last_switch = Some(now);
         self.current.clone()
     }
@@ -93,6 +121,7 @@ impl<K: Clone + PartialEq> SpeakerDetector<K> {
     /// A publisher left (or stopped publishing audio): it loses the floor; returns
     /// whether it had it (the room then has no speaker until someone takes it).
     pub fn remove(&mut self, id: &K) -> bool {
+        self.power.remove(id);
         if self.challenger.as_ref().is_some_and(|(c, _)| c == id) {
             self.challenger = None;
         }
@@ -172,6 +201,45 @@ mod tests {
         // Ann stops and Carl talks: he takes it after his second.
         let switches = feed(&mut d, t0, 8000, 3000, &[("ann", None), ("bob", None), ("carl", Some(-40.0))]);
         assert_eq!(switches, vec![(9000, "carl")]);
+    }
+
+    #[test]
+    fn two_at_the_same_level_do_not_keep_each_other_off_the_floor() {
+        let mut d = SpeakerDetector::default();
+        let t0 = Instant::now();
+        let mut switches = Vec::new();
+        // Equal levels, reported in an order that changes every time (a map's order).
+        for (i, t) in (0..3000).step_by(100).enumerate() {
+            let spec: [(&'static str, Option<f64>); 2] = if i % 2 == 0 {
+                [("ann", Some(-30.0)), ("bob", Some(-30.0))]
+            } else {
+                [("bob", Some(-30.0)), ("ann", Some(-30.0))]
+            };
+            if let Some(s) = d.update(t0 + Duration::from_millis(t), &levels(&spec)) {
+                switches.push((t, s));
+            }
+        }
+        assert_eq!(switches.len(), 1, "one of them takes the floor after a second: {switches:?}");
+        assert_eq!(switches[0].0, 1000);
+    }
+
+    #[test]
+    fn levels_that_swing_from_report_to_report_are_compared_smoothed() {
+        // Chromium's fake microphone (a beep every half second) and speech swing by
+        // 30 dB between 200 ms reports; the louder one on average takes the floor and
+        // keeps it.
+        let ann = [-18.0, -45.0, -45.0, -34.0, -54.0];
+        let bob = [-37.0, -37.0, -28.0, -48.0, -49.0];
+        let mut d = SpeakerDetector::default();
+        let t0 = Instant::now();
+        let mut switches = Vec::new();
+        for (i, t) in (0..6000).step_by(200).enumerate() {
+            let spec = [("ann", Some(ann[i % 5])), ("bob", Some(bob[(i + 2) % 5]))];
+            if let Some(s) = d.update(t0 + Duration::from_millis(t), &levels(&spec)) {
+                switches.push((t, s));
+            }
+        }
+        assert_eq!(switches, vec![(1000, "ann")]);
     }
 
     #[test]

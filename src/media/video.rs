@@ -53,7 +53,19 @@ impl VideoInput {
 struct Branch {
     bin: gst::Bin,
     pad: gst::Pad,
+    /// Whether the layout gives it a cell.
+    placed: bool,
+    /// Whether its picture is hidden in its cell (video muted by a moderator).
+    hidden: bool,
     _live: GaugeGuard,
+}
+
+impl Branch {
+    /// Alpha, not a zero size, hides an input: the compositor draws a pad of size 0
+    /// at the picture's own size (`zero-size-is-unscaled`).
+    fn apply_alpha(&self) {
+        self.pad.set_property("alpha", if self.placed && !self.hidden { 1.0f64 } else { 0.0 });
+    }
 }
 
 /// The compositor pipeline of one room.
@@ -176,7 +188,10 @@ impl VideoMixer {
             let _ = self.pipeline.remove(&bin);
             return Err(MediaError::Pipeline(format!("cannot start decode branch: {e}")));
         }
-        self.branches.insert(key.to_owned(), Branch { bin, pad, _live: GaugeGuard::new(&metrics::VIDEO_DECODERS) });
+        self.branches.insert(
+            key.to_owned(),
+            Branch { bin, pad, placed: false, hidden: false, _live: GaugeGuard::new(&metrics::VIDEO_DECODERS) },
+        );
         Ok(VideoInput { appsrc })
     }
 
@@ -191,17 +206,24 @@ impl VideoMixer {
 
     /// Places the inputs: `cells[i]` is where input `keys[i]` goes; inputs not
     /// listed are hidden. Cells are on the canvas (`MediaConfig::canvas`).
-    pub fn set_layout(&self, placed: &[(&str, Rect)]) {
-        for (key, branch) in &self.branches {
+    pub fn set_layout(&mut self, placed: &[(&str, Rect)]) {
+        for (key, branch) in &mut self.branches {
             let cell = placed.iter().find(|(k, _)| k == key).map(|(_, c)| *c);
             let (x, y, w, h) = cell.map_or((0, 0, 0, 0), |c| (c.x, c.y, c.width, c.height));
-            // Alpha, not a zero size, hides an input: the compositor draws a pad of
-            // size 0 at the picture's own size (`zero-size-is-unscaled`).
-            branch.pad.set_property("alpha", if cell.is_some() { 1.0f64 } else { 0.0 });
+            branch.placed = cell.is_some();
+            branch.apply_alpha();
             branch.pad.set_property("xpos", x as i32);
             branch.pad.set_property("ypos", y as i32);
             branch.pad.set_property("width", w as i32);
             branch.pad.set_property("height", h as i32);
+        }
+    }
+
+    /// Hides (or shows again) one input's picture; its cell stays, black.
+    pub fn set_hidden(&mut self, key: &str, hidden: bool) {
+        if let Some(branch) = self.branches.get_mut(key) {
+            branch.hidden = hidden;
+            branch.apply_alpha();
         }
     }
 

@@ -40,12 +40,23 @@ impl VoiceActivity {
 
     /// Feeds this tick's frame; returns whether the publisher is speaking.
     pub fn update(&mut self, frame: &[i16]) -> bool {
-        if level_dbfs(frame) >= self.threshold_dbfs {
+        self.update_level(level_dbfs(frame))
+    }
+
+    /// Feeds this tick's frame by its level ([`level_dbfs`]); returns whether the
+    /// publisher is speaking.
+    pub fn update_level(&mut self, level_dbfs: f64) -> bool {
+        if self.is_voice(level_dbfs) {
             self.quiet_frames = 0;
         } else {
             self.quiet()
         }
         self.speaking()
+    }
+
+    /// Whether a frame at `level_dbfs` is voice (at or above the threshold).
+    pub fn is_voice(&self, level_dbfs: f64) -> bool {
+        level_dbfs >= self.threshold_dbfs
     }
 
     /// A tick without a frame (nothing arrived): counts as quiet.

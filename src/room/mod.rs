@@ -5,6 +5,7 @@ pub mod budget;
 mod core;
 mod join;
 mod media;
+pub mod notice;
 mod participant;
 mod readers;
 mod registry;
@@ -92,6 +93,17 @@ pub struct ParticipantInfo {
     pub video_codec: Option<crate::media::codec::VideoCodec>,
     /// What it receives of the composite, `None` when it receives no video.
     pub receive: Option<ReceiveInfo>,
+    /// What a moderator muted.
+    pub muted: Muted,
+}
+
+/// What a moderator muted of a participant (`POST .../mute`).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Muted {
+    /// Its audio is in no mix.
+    pub audio: bool,
+    /// Its cell is black.
+    pub video: bool,
 }
 
 /// The video a participant receives.

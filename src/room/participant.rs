@@ -31,6 +31,8 @@ pub(super) struct Participant {
     pub sent: (u64, Instant, f64),
     /// Tasks reading its tracks; aborted when it leaves.
     pub readers: Vec<JoinHandle<()>>,
+    /// What a moderator muted.
+    pub muted: super::Muted,
 }
 
 impl Participant {
@@ -46,6 +48,7 @@ impl Participant {
             forwarder: None,
             sent: (0, Instant::now(), 0.0),
             readers: Vec::new(),
+            muted: super::Muted::default(),
         }
     }
 

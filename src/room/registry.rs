@@ -265,6 +265,24 @@ impl Rooms {
             .unwrap_or(Err(super::core::LayoutError::UnknownRoom))
     }
 
+    /// A moderator mutes or unmutes a participant (`None`: unchanged).
+    pub async fn mute(
+        &self,
+        room: &RoomName,
+        id: ParticipantId,
+        audio: Option<bool>,
+        video: Option<bool>,
+    ) -> Result<super::ParticipantInfo, super::UpdateError> {
+        self.ask(room, |reply| RoomCommand::Mute { id, audio, video, reply })
+            .await
+            .unwrap_or(Err(super::UpdateError::UnknownParticipant))
+    }
+
+    /// Subscribes to a room's events, `None` if it does not exist.
+    pub async fn subscribe(&self, room: &RoomName) -> Option<super::notice::Subscription> {
+        self.ask(room, |reply| RoomCommand::Subscribe { reply }).await.flatten()
+    }
+
     /// A room's state, `None` if it does not exist.
     pub async fn state(&self, room: &RoomName) -> Option<RoomState> {
         self.ask(room, |reply| RoomCommand::State { reply }).await.flatten()

@@ -105,6 +105,10 @@ async function checkStaticFiles() {
   const expected = [
     ["/", ["text/html"]],
     ["/app.js", ["text/javascript", "application/javascript"]],
+    ["/events.js", ["text/javascript", "application/javascript"]],
+    ["/room.js", ["text/javascript", "application/javascript"]],
+    ["/local.js", ["text/javascript", "application/javascript"]],
+    ["/recordings.js", ["text/javascript", "application/javascript"]],
     ["/style.css", ["text/css"]],
     ["/favicon.svg", ["image/svg+xml"]],
   ];
@@ -320,6 +324,62 @@ async function rejoinInARow(p, room) {
   log(`${REJOINS} joins in a row all connected: click-to-connected p50 ${times[Math.floor(times.length / 2)]} ms, max ${times[times.length - 1]} ms`);
 }
 
+/**
+ * The room's controls, as a moderator on an open server uses them: the layout
+ * buttons (also from the keyboard), the active speaker marked in the list (both pages
+ * send Chromium's fake beep), muting someone else, and the page's own microphone
+ * switch. Every button has an accessible name.
+ */
+async function checkRoomControls(room, p1, p2) {
+  const unnamed = await p1.page.evaluate(() => [...document.querySelectorAll("#call-view button")]
+    .filter((b) => !b.hidden && !(b.getAttribute("aria-label") || b.textContent).trim()).map((b) => b.outerHTML));
+  check(unnamed.length === 0, `buttons without an accessible name: ${unnamed.join(" ")}`);
+
+  await p1.page.click("#layout-speaker");
+  await waitFor("room state: speaker layout", async () => (await roomState(room)).body.layout === "speaker", 5000);
+  await waitFor("page1: the speaker layout arrives by the event stream",
+    async () => (await state(p1)).layout === "speaker", 5000);
+  check(await p1.page.getAttribute("#layout-speaker", "aria-pressed") === "true", "Speaker button not pressed");
+
+  const speaker = await waitFor("page1: an active speaker", async () => {
+    const s = await state(p1);
+    return { ok: !!s.speaker, detail: s.speaker, id: s.speaker };
+  }, 10_000);
+  const marked = await p1.page.locator("#participants li.speaking").count();
+  check(marked === 1, `${marked} participants marked as speaking, expected 1`);
+  log(`active speaker ${speaker.id}, layout speaker`);
+
+  // Alice mutes Bob.
+  const bob = (await state(p2)).participantId;
+  await p1.page.getByRole("button", { name: "Mute Bob" }).click();
+  await waitFor("room state: Bob's audio muted", async () => {
+    const b = (await roomState(room)).body.participants.find((x) => x.id === bob);
+    return { ok: b && b.muted && b.muted.audio, detail: b };
+  }, 5000);
+  await waitFor("page1: an Unmute Bob button",
+    async () => (await p1.page.getByRole("button", { name: "Unmute Bob" }).count()) === 1, 5000);
+  await p1.page.getByRole("button", { name: "Unmute Bob" }).click();
+  await waitFor("room state: Bob's audio back", async () => {
+    const b = (await roomState(room)).body.participants.find((x) => x.id === bob);
+    return { ok: b && b.muted && !b.muted.audio, detail: b };
+  }, 5000);
+
+  // Bob switches his microphone off and on: no renegotiation, the call goes on.
+  await p2.page.click("#mic-toggle");
+  let s2 = await state(p2);
+  check(!s2.sending.audio && await p2.page.getAttribute("#mic-toggle", "aria-pressed") === "false",
+    `microphone still on after the switch: ${JSON.stringify(s2.sending)}`);
+  await p2.page.click("#mic-toggle");
+  s2 = await state(p2);
+  check(s2.sending.audio && s2.connectionState === "connected", `microphone not back on: ${JSON.stringify(s2.sending)}`);
+
+  // Back to the grid from the keyboard.
+  await p1.page.focus("#layout-grid");
+  await p1.page.keyboard.press("Enter");
+  await waitFor("room state: grid layout again", async () => (await roomState(room)).body.layout === "grid", 5000);
+  log("room controls: layout, speaker, mute, microphone switch, keyboard");
+}
+
 async function main() {
   await fs.mkdir(artifacts, { recursive: true });
   log(`server ${base}, expecting ${W}x${H}, artifacts in ${artifacts}`);
@@ -359,6 +419,8 @@ async function main() {
   const s1 = await state(p1);
   check(s1.participants.length === 2, `page1 mcu.state().participants has ${s1.participants.length}`);
   check(!s1.audioBlocked, `page1 shows "Tap to unmute" although autoplay is allowed`);
+
+  if (!token) await checkRoomControls(room, p1, p2);
 
   const shot = path.join(artifacts, "call.png");
   await p1.page.screenshot({ path: shot, fullPage: true });

@@ -33,7 +33,7 @@ impl RoomTask {
                     }
                 }
                 Action::Layout(cells) => {
-                    if let Some(video) = &media.video {
+                    if let Some(video) = &mut media.video {
                         let placed: Vec<(&str, crate::layout::Rect)> =
                             cells.iter().map(|(id, rect)| (id.as_str(), *rect)).collect();
                         video.set_layout(&placed);
@@ -47,9 +47,12 @@ impl RoomTask {
                 Action::TierChanged(id, tier) => {
                     let name = tiers.get(tier).map_or("?", |t| t.name.as_str());
                     tracing::info!(room, participant = %id, quality = name, "receives another tier");
+                    self.notices.send("quality", || serde_json::json!({ "participant": id.as_str(), "quality": name }));
                 }
                 Action::Speaker(id) => {
                     tracing::info!(room, speaker = id.as_ref().map_or("none", |id| id.as_str()), "active speaker");
+                    self.notices
+                        .send("speaker", || serde_json::json!({ "speaker": id.as_ref().map(|id| id.as_str()) }));
                 }
             }
         }

@@ -14,12 +14,14 @@ use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 
 mod actions;
+mod moderation;
 mod recording;
 
 use super::budget::EncodeLoad;
 use super::core::{EncodeKey, Input, LayoutChoice, LayoutError, QualityError, RoomCore};
 use super::join::Reservation;
 use super::media::{RoomMedia, audio_track, finalize, recording_state, track_output};
+use super::notice::{Notices, Subscription};
 use super::participant::Participant;
 use super::readers::{read_audio, read_video};
 use super::registry::{RoomSlot, Rooms, ServerContext};
@@ -65,6 +67,17 @@ pub(super) enum RoomCommand {
     SetLayout {
         layout: LayoutChoice,
         reply: oneshot::Sender<Result<RoomState, LayoutError>>,
+    },
+    /// Subscribe to the room's events; `None` while it has no participant.
+    Subscribe {
+        reply: oneshot::Sender<Option<Subscription>>,
+    },
+    /// A moderator mutes or unmutes a participant's audio and/or video.
+    Mute {
+        id: ParticipantId,
+        audio: Option<bool>,
+        video: Option<bool>,
+        reply: oneshot::Sender<Result<ParticipantInfo, UpdateError>>,
     },
     /// The room's state; `None` while it has no participant.
     State {
@@ -128,6 +141,8 @@ pub(super) struct RoomTask {
     shared_audio: Arc<TrackLocalStaticSample>,
     /// The pipelines, built with the first admitted participant.
     media: Option<RoomMedia>,
+    /// The event stream's subscribers.
+    notices: Notices,
     /// Whether `recording.auto` already started (or tried to start) this room's
     /// recording: a recording stopped by hand stays stopped.
     auto_recording_tried: bool,
@@ -167,6 +182,7 @@ impl RoomTask {
             events,
             shared_audio: audio_track(),
             media: None,
+            notices: Notices::new(),
             auto_recording_tried: false,
         };
         tokio::spawn(task.run(commands, events_rx))
@@ -211,6 +227,7 @@ impl RoomTask {
             let _ = tokio::task::spawn_blocking(move || drop(m)).await;
         }
         self.publish_summary();
+        self.notices.send("closed", || serde_json::json!({}));
         tracing::info!(room = %self.slot.name, "room closed");
     }
 
@@ -240,7 +257,12 @@ impl RoomTask {
                 let id = admission.id.clone();
                 let result = self.admit(admission);
                 match &result {
-                    Ok(()) => self.maybe_start_auto_recording(),
+                    Ok(()) => {
+                        if let Some(p) = self.participants.last() {
+                            self.notices.send("joined", || serde_json::json!({ "participant": self.info(p) }));
+                        }
+                        self.maybe_start_auto_recording()
+                    }
                     Err(e) => tracing::info!(room = %self.slot.name, participant = %id, error = %e, "join refused"),
                 }
                 let _ = reply.send(result);
@@ -262,11 +284,20 @@ impl RoomTask {
             RoomCommand::State { reply } => {
                 let _ = reply.send((!self.participants.is_empty()).then(|| self.state()));
             }
+            RoomCommand::Mute { id, audio, video, reply } => {
+                let _ = reply.send(self.mute(&id, audio, video));
+            }
+            RoomCommand::Subscribe { reply } => {
+                let subscription = (!self.participants.is_empty())
+                    .then(|| Subscription { state: self.state(), notices: self.notices.subscribe() });
+                let _ = reply.send(subscription);
+            }
             RoomCommand::SetLayout { layout, reply } => {
                 let result = self.core.set_layout(layout).map(|()| self.state());
                 if result.is_ok() {
                     let layout = self.core.layout();
                     tracing::info!(room = %self.slot.name, layout = layout.name(), pin = ?layout.pin(), "layout set");
+                    self.notify_layout();
                 }
                 let _ = reply.send(result);
             }
@@ -276,6 +307,7 @@ impl RoomTask {
             RoomCommand::StopRecording { reply } => match self.media.as_mut().and_then(RoomMedia::detach_recording) {
                 // Finalizing takes a moment; the room goes on meanwhile.
                 Some(active) => {
+                    self.notices.send("recording", || serde_json::json!({ "recording": null }));
                     if let Some(key) = active.encode {
                         self.core.handle(std::time::Instant::now(), Input::Consumer(key, false));
                     }
@@ -303,6 +335,14 @@ impl RoomTask {
         }
     }
 
+    fn notify_layout(&self) {
+        let layout = self.core.layout();
+        self.notices.send(
+            "layout",
+            || serde_json::json!({ "layout": layout.name(), "pin": layout.pin().map(ParticipantId::as_str) }),
+        );
+    }
+
     fn info(&self, p: &Participant) -> ParticipantInfo {
         let receive = self.core.receiving(&p.id).map(|r| ReceiveInfo {
             codec: r.codec,
@@ -316,6 +356,7 @@ impl RoomTask {
             video: p.offer.published_video().is_some(),
             video_codec: p.offer.published_video(),
             receive,
+            muted: p.muted,
         }
     }
 
@@ -435,6 +476,8 @@ impl RoomTask {
     }
 
     fn remove_participant(&mut self, index: usize, reason: &str) {
+        self.notices.send("left", || serde_json::json!({ "participant": self.info(&self.participants[index]) }));
+        let layout_before = self.core.layout().clone();
         let p = self.participants.remove(index);
         tracing::info!(room = %self.slot.name, participant = %p.id, reason, "participant removed");
         for reader in &p.readers {
@@ -451,6 +494,9 @@ impl RoomTask {
             media.audio.send(AudioCommand::RemoveListener(p.id.shared()));
         }
         self.core.handle(std::time::Instant::now(), Input::Leave(p.id.clone()));
+        if *self.core.layout() != layout_before {
+            self.notify_layout();
+        }
         self.perform_actions();
         let peer = Arc::clone(&p.peer);
         tokio::spawn(async move { peer.close().await });
@@ -538,6 +584,12 @@ fn refuse(cmd: RoomCommand) {
         }
         RoomCommand::State { reply } => {
             let _ = reply.send(None);
+        }
+        RoomCommand::Subscribe { reply } => {
+            let _ = reply.send(None);
+        }
+        RoomCommand::Mute { reply, .. } => {
+            let _ = reply.send(Err(UpdateError::UnknownParticipant));
         }
         RoomCommand::SetLayout { reply, .. } => {
             let _ = reply.send(Err(LayoutError::UnknownRoom));

@@ -28,6 +28,11 @@ impl RoomTask {
             &self.ctx.config.media,
             &self.ctx.recordings,
         );
+        if result.is_ok()
+            && let Some(active) = self.media.as_ref().and_then(|m| m.recording.as_ref())
+        {
+            self.notices.send("recording", || serde_json::json!({ "recording": super::recording_state(active) }));
+        }
         // The file starts at a keyframe: ask for one at once.
         match (&result, encode) {
             (Ok(_), Some(key)) => self.core.handle(std::time::Instant::now(), Input::EncodeNeedsKeyframe(key)),
