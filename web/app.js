@@ -57,6 +57,7 @@
     recRefresh: $("rec-refresh"), recordings: $("recordings"),
     micToggle: $("mic-toggle"), camToggle: $("cam-toggle"), shareScreen: $("share-screen"),
     layoutGrid: $("layout-grid"), layoutSpeaker: $("layout-speaker"), controlResult: $("control-result"),
+    micDevice: $("mic-device"), camDevice: $("cam-device"),
   };
 
   // Everything about the current call; reset by leave().
@@ -309,6 +310,7 @@
     el.shareScreen.textContent = "Share screen";
     el.shareScreen.setAttribute("aria-pressed", "false");
     el.controlResult.textContent = "";
+    controls.fillPickers(c);
 
     followRoom(c);
     recordings.load();
@@ -440,30 +442,7 @@
     return moderate(path, "POST", { audio: muted });
   }
 
-  /** The microphone and camera switches and screen sharing (no renegotiation). */
-  function toggleLocal(kind) {
-    const c = call;
-    if (!c || !c.media) return;
-    const on = window.mcuLocal.toggle(kind === "audio" ? c.media.audio : c.media.video);
-    if (on === null) return;
-    const b = kind === "audio" ? el.micToggle : el.camToggle;
-    b.setAttribute("aria-pressed", String(on));
-    b.textContent = (kind === "audio" ? "Microphone " : "Camera ") + (on ? "on" : "off");
-  }
-
-  async function toggleScreen() {
-    const c = call;
-    if (!c) return;
-    el.controlResult.textContent = "";
-    try {
-      await window.mcuLocal.toggleScreen(c, (sharing) => {
-        el.shareScreen.setAttribute("aria-pressed", String(sharing));
-        el.shareScreen.textContent = sharing ? "Stop sharing" : "Share screen";
-      });
-    } catch (e) {
-      el.controlResult.textContent = "Screen sharing: " + ((e && e.message) || e);
-    }
-  }
+  const controls = window.mcuLocal.controls({ el, call: () => call });
 
   // ---------- stats ----------
 
@@ -556,9 +535,11 @@
   el.recStop.addEventListener("click", recordings.stop);
   el.recRefresh.addEventListener("click", recordings.load);
   el.quality.addEventListener("change", changeQuality);
-  el.micToggle.addEventListener("click", () => toggleLocal("audio"));
-  el.camToggle.addEventListener("click", () => toggleLocal("video"));
-  el.shareScreen.addEventListener("click", toggleScreen);
+  el.micToggle.addEventListener("click", () => controls.toggle("audio"));
+  el.camToggle.addEventListener("click", () => controls.toggle("video"));
+  el.shareScreen.addEventListener("click", controls.toggleScreen);
+  el.micDevice.addEventListener("change", () => controls.switchDevice("audio", el.micDevice));
+  el.camDevice.addEventListener("change", () => controls.switchDevice("video", el.camDevice));
   el.layoutGrid.addEventListener("click", () => setLayout("grid"));
   el.layoutSpeaker.addEventListener("click", () => setLayout("speaker", call && call.pin));
   el.room.addEventListener("input", () => {
@@ -593,6 +574,7 @@
           audio: !!(c && c.media && c.media.audio && c.media.audio.enabled),
           video: !!(c && c.media && c.media.video && c.media.video.enabled),
           screen: !!(c && c.screen),
+          audioDevice: c && c.media && c.media.audio ? c.media.audio.getSettings().deviceId : null,
         },
         mediaNotice: el.notice.hidden ? "" : el.notice.textContent,
         audioBlocked: !el.unmute.hidden,

@@ -1,8 +1,9 @@
 /*
  * What this page sends, changed during a call without renegotiating: the microphone
  * and the camera switched off and on (`track.enabled`: the peer keeps sending, silence
- * and black), and the screen shared in place of the camera (`replaceTrack`, and back
- * when sharing stops). Loaded before app.js; exposes `window.mcuLocal`.
+ * and black), another microphone or camera picked (`replaceTrack`), and the screen
+ * shared in place of the camera (`replaceTrack`, and back when sharing stops).
+ * Loaded before app.js; exposes `window.mcuLocal`.
  */
 "use strict";
 
@@ -14,7 +15,7 @@ window.mcuLocal = (() => {
   }
 
   /** Switches a local track on or off; returns whether it is on now (null: no such track). */
-  function toggle(track) {
+  function toggleTrack(track) {
     if (!track) return null;
     track.enabled = !track.enabled;
     return track.enabled;
@@ -24,7 +25,7 @@ window.mcuLocal = (() => {
    * Shares the screen instead of the camera, or stops sharing. Calls `onChange(sharing)`
    * whenever it changes (also when the browser's own "stop sharing" ends it).
    */
-  async function toggleScreen(c, onChange) {
+  async function toggleScreenOf(c, onChange) {
     const sender = videoSender(c);
     if (!sender) throw new Error("screen sharing needs a camera track to replace");
     if (c.screen) {
@@ -48,5 +49,101 @@ window.mcuLocal = (() => {
     onChange(true);
   }
 
-  return { toggle, toggleScreen };
+  /**
+   * Lists the browser's devices of `kind` ("audio" or "video") in `select`, the one of
+   * `track` selected; disabled when there is no track or nothing to choose from.
+   */
+  async function fillPicker(select, kind, track) {
+    let devices = [];
+    try {
+      devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === kind + "input");
+    } catch (_) { /* no device list: leave the picker empty */ }
+    const current = track && track.getSettings ? track.getSettings().deviceId : "";
+    select.replaceChildren(...devices.map((d, i) => {
+      const o = document.createElement("option");
+      o.value = d.deviceId;
+      o.textContent = d.label || (kind === "audio" ? "Microphone " : "Camera ") + (i + 1);
+      o.selected = d.deviceId === current;
+      return o;
+    }));
+    select.disabled = !track || devices.length < 2;
+  }
+
+  /**
+   * Switches the call's microphone or camera to `deviceId` without renegotiating.
+   * While the screen is shared the new camera waits for the share to end.
+   */
+  async function switchDeviceOf(c, kind, deviceId) {
+    const old = kind === "audio" ? c.media.audio : c.media.video;
+    if (!old) throw new Error("no " + (kind === "audio" ? "microphone" : "camera") + " to switch");
+    const stream = await navigator.mediaDevices.getUserMedia({ [kind]: { deviceId: { exact: deviceId } } });
+    const track = kind === "audio" ? stream.getAudioTracks()[0] : stream.getVideoTracks()[0];
+    track.enabled = old.enabled;
+    const sender = c.pc.getSenders().find((s) => s.track === old);
+    if (sender) await sender.replaceTrack(track);
+    if (c.media.stream) {
+      c.media.stream.removeTrack(old);
+      c.media.stream.addTrack(track);
+    }
+    old.stop();
+    if (kind === "audio") c.media.audio = track;
+    else c.media.video = track;
+    return track;
+  }
+
+  /**
+   * The call toolbar's local controls for the page's elements `ctx.el` and the
+   * current call `ctx.call()`: `toggle(kind)`, `toggleScreen()`, `fillPickers(c)`,
+   * `switchDevice(kind, select)`.
+   */
+  function controls(ctx) {
+    const el = ctx.el;
+    /** The microphone and camera switches and screen sharing (no renegotiation). */
+    function toggle(kind) {
+      const c = ctx.call();
+      if (!c || !c.media) return;
+      const on = toggleTrack(kind === "audio" ? c.media.audio : c.media.video);
+      if (on === null) return;
+      const b = kind === "audio" ? el.micToggle : el.camToggle;
+      b.setAttribute("aria-pressed", String(on));
+      b.textContent = (kind === "audio" ? "Microphone " : "Camera ") + (on ? "on" : "off");
+    }
+
+    function fillPickers(c) {
+      fillPicker(el.micDevice, "audio", c.media.audio);
+      fillPicker(el.camDevice, "video", c.media.video);
+    }
+
+    /** Another microphone or camera, chosen in its picker. */
+    async function switchDevice(kind, select) {
+      const c = ctx.call();
+      if (!c || !c.media) return;
+      el.controlResult.textContent = "";
+      try {
+        const track = await switchDeviceOf(c, kind, select.value);
+        if (kind === "video" && ctx.call() === c) el.localVideo.srcObject = new MediaStream([track]);
+      } catch (e) {
+        el.controlResult.textContent = "Could not switch: " + ((e && e.message) || e);
+      }
+      if (ctx.call() === c) fillPickers(c);
+    }
+
+    async function toggleScreen() {
+      const c = ctx.call();
+      if (!c) return;
+      el.controlResult.textContent = "";
+      try {
+        await toggleScreenOf(c, (sharing) => {
+          el.shareScreen.setAttribute("aria-pressed", String(sharing));
+          el.shareScreen.textContent = sharing ? "Stop sharing" : "Share screen";
+        });
+      } catch (e) {
+        el.controlResult.textContent = "Screen sharing: " + ((e && e.message) || e);
+      }
+    }
+
+    return { toggle, toggleScreen, fillPickers, switchDevice };
+  }
+
+  return { controls };
 })();

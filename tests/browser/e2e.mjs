@@ -373,6 +373,20 @@ async function checkRoomControls(room, p1, p2) {
   s2 = await state(p2);
   check(s2.sending.audio && s2.connectionState === "connected", `microphone not back on: ${JSON.stringify(s2.sending)}`);
 
+  // Bob picks another microphone: the track is replaced, the call goes on.
+  const mics = await p2.page.$$eval("#mic-device option", (os) => os.map((o) => o.value));
+  check(mics.length >= 1, "page2: no microphone in the picker");
+  if (mics.length >= 2) {
+    const other = mics.find((m) => m !== s2.sending.audioDevice);
+    await p2.page.selectOption("#mic-device", other);
+    await waitFor("page2: the other microphone is sent", async () => {
+      const s = await state(p2);
+      return { ok: s.sending.audioDevice === other && s.sending.audio, detail: s.sending };
+    }, 5000);
+    check((await state(p2)).connectionState === "connected", "page2 disconnected after switching microphones");
+    log(`page2 switched microphone (${mics.length} listed)`);
+  }
+
   // Back to the grid from the keyboard.
   await p1.page.focus("#layout-grid");
   await p1.page.keyboard.press("Enter");
