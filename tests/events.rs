@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, publisher};
-use mcu_bench::client::{Client, ClientOptions};
+use common::{Server, id_of, publisher, send_json};
+use mcu_bench::client::ClientOptions;
 use serde_json::{Value, json};
 
 /// A Server-Sent Events reader over a streaming HTTP response.
@@ -66,20 +66,8 @@ impl EventStream {
     }
 }
 
-fn id_of(client: &Client) -> String {
-    client.location.rsplit('/').next().unwrap().to_owned()
-}
-
 async fn send(server: &Server, method: reqwest::Method, path: &str, body: Value) -> u16 {
-    reqwest::Client::new()
-        .request(method, format!("{}{path}", server.url))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("request")
-        .status()
-        .as_u16()
+    send_json(server, method, path, &body).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,9 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, check_pixels, eventually, publisher, tone_levels};
+use common::{Server, check_pixels, eventually, fresh_tone_levels, publisher, tone_levels};
 use mcu::layout::{cell_at, fit_in_cell, grid_cells};
-use mcu_bench::client::{Client, ClientOptions};
+use mcu_bench::client::ClientOptions;
 
 const RED: u32 = 0xff0000;
 const GREEN: u32 = 0x00ff00;
@@ -92,15 +92,6 @@ async fn three_participants_see_the_grid_and_hear_everyone_but_themselves() {
     assert_eq!(state["layout"], "grid");
 }
 
-/// Tone levels in the last ~1.4 s of what `client` heard.
-async fn fresh_levels(client: &Client, tones: &[f32]) -> Vec<f64> {
-    client.received.clear_audio();
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    let pcm = client.received.recent_audio(65_536);
-    assert!(pcm.len() >= 65_536, "got {} samples of audio", pcm.len());
-    tone_levels(&pcm, tones)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_silent_publisher_leaves_the_mix_and_hears_everyone() {
     let server = Server::start("");
@@ -128,10 +119,10 @@ async fn a_silent_publisher_leaves_the_mix_and_hears_everyone() {
     assert!(two.is_ok(), "two talk, one is silent: {two:?}");
 
     let tones = [440.0, 660.0, 880.0];
-    let levels = fresh_levels(&quiet, &tones).await;
+    let levels = fresh_tone_levels(&quiet, &tones).await;
     eprintln!("silent publisher hears 440/660/880 Hz: {levels:.3?}");
     assert!(levels[0] > 0.3 && levels[1] > 0.3, "the silent publisher hears both speakers: {levels:?}");
-    let levels = fresh_levels(&a, &tones).await;
+    let levels = fresh_tone_levels(&a, &tones).await;
     eprintln!("speaker a hears 440/660/880 Hz: {levels:.3?}");
     assert!(levels[0] < 0.05 && levels[1] > 0.3, "a speaker hears the other, not herself: {levels:?}");
 
@@ -139,10 +130,10 @@ async fn a_silent_publisher_leaves_the_mix_and_hears_everyone() {
     quiet.cue(0);
     let three = eventually(Duration::from_secs(5), || speakers(3.0)).await;
     assert!(three.is_ok(), "all three talk: {three:?}");
-    let levels = fresh_levels(&a, &tones).await;
+    let levels = fresh_tone_levels(&a, &tones).await;
     eprintln!("speaker a hears 440/660/880 Hz: {levels:.3?}");
     assert!(levels[2] > 0.3 && levels[0] < 0.05, "a hears the new speaker: {levels:?}");
-    let levels = fresh_levels(&quiet, &tones).await;
+    let levels = fresh_tone_levels(&quiet, &tones).await;
     assert!(levels[2] < 0.05 && levels[0] > 0.3, "the new speaker does not hear herself: {levels:?}");
 
     for c in [a, b, quiet] {

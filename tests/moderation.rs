@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, publisher, tone_levels, wait_for_pixels};
+use common::{Server, fresh_tone_levels, id_of, publisher, send_json, wait_for_pixels};
 use mcu::layout::{fit_in_cell, grid_cells};
 use mcu_bench::client::Client;
 use serde_json::{Value, json};
@@ -14,29 +14,13 @@ use serde_json::{Value, json};
 const RED: u32 = 0xff0000;
 const GREEN: u32 = 0x00ff00;
 
-fn id_of(client: &Client) -> String {
-    client.location.rsplit('/').next().unwrap().to_owned()
-}
-
 async fn mute(server: &Server, room: &str, id: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/rooms/{room}/participants/{id}/mute", server.url))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("POST mute");
-    let status = response.status().as_u16();
-    (status, serde_json::from_str(&response.text().await.unwrap()).unwrap_or(Value::Null))
+    send_json(server, reqwest::Method::POST, &format!("/rooms/{room}/participants/{id}/mute"), &body).await
 }
 
-/// How loud 440 Hz (red's tone) is in the last ~1.4 s `client` heard.
+/// How loud 440 Hz (red's tone) is in what `client` hears next.
 async fn hears_red(client: &Client) -> f64 {
-    client.received.clear_audio();
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    let pcm = client.received.recent_audio(65_536);
-    assert!(pcm.len() >= 65_536, "got {} samples of audio", pcm.len());
-    tone_levels(&pcm, &[440.0, 660.0])[0]
+    fresh_tone_levels(client, &[440.0, 660.0]).await[0]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

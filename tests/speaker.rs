@@ -7,30 +7,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, eventually, publisher, wait_for_pixels};
+use common::{Server, eventually, id_of, publisher, send_json, wait_for_pixels};
 use mcu::layout::{Rect, fit_in_cell, grid_cells, speaker_cells};
-use mcu_bench::client::{Client, ClientOptions};
+use mcu_bench::client::ClientOptions;
 use serde_json::{Value, json};
 
 const RED: u32 = 0xff0000;
 const GREEN: u32 = 0x00ff00;
 const BLUE: u32 = 0x0000ff;
 
-fn id_of(client: &Client) -> String {
-    client.location.rsplit('/').next().unwrap().to_owned()
-}
-
 async fn put_layout(server: &Server, room: &str, body: &Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .put(format!("{}/rooms/{room}/layout", server.url))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("PUT layout");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    send_json(server, reqwest::Method::PUT, &format!("/rooms/{room}/layout"), body).await
 }
 
 /// The centre of each publisher's picture (320x240) in its cell, with its colour.

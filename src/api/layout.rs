@@ -6,7 +6,7 @@ use serde::Deserialize;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
-use super::{ApiError, BodyStream, Shared, read_json, room_name};
+use super::{ApiError, BodyStream, Shared, parse_json, read_json, room_name};
 use crate::auth::Permission;
 use crate::room::{LayoutChoice, LayoutError, ParticipantId};
 
@@ -31,8 +31,7 @@ impl From<LayoutError> for ApiError {
 
 /// Parses the body into a layout (400 naming what is wrong).
 fn parse(body: &[u8]) -> Result<LayoutChoice, ApiError> {
-    let body: LayoutBody = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))?;
+    let body: LayoutBody = parse_json(body)?;
     match (body.layout.as_str(), body.pin) {
         ("grid", None) => Ok(LayoutChoice::Grid),
         ("grid", Some(_)) => Err(ApiError::new(StatusCode::BAD_REQUEST, "a pin needs the speaker layout")),

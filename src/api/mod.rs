@@ -303,6 +303,11 @@ pub(crate) fn body_stream() -> impl Filter<Extract = (BodyStream,), Error = warp
 /// it in errors ("SDP offer", "JSON body").
 /// Reads a small JSON request body (at most 16 KiB); `415` unless it is declared
 /// `application/json`.
+/// Parses a JSON request body; `400` naming what is wrong.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
 pub(crate) async fn read_json(content_type: Option<&str>, body: BodyStream) -> Result<Vec<u8>, ApiError> {
     let json = content_type.and_then(|c| c.split(';').next()).is_some_and(|m| m.trim() == "application/json");
     if !json {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
-use super::{ApiError, BodyStream, Shared, read_json, room_name};
+use super::{ApiError, BodyStream, Shared, parse_json, read_json, room_name};
 use crate::auth::{Access, Permission};
 use crate::media::tier::{Quality, Tier, parse_quality};
 use crate::room::{ParticipantId, UpdateError};
@@ -58,9 +58,7 @@ pub(super) async fn update(
         Access::Token(claims) if !claims.allows(Permission::Admin) => Some(claims.sub),
         _ => None,
     };
-    let body = read_json(content_type.as_deref(), body).await?;
-    let update: Update = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))?;
+    let update: Update = parse_json(&read_json(content_type.as_deref(), body).await?)?;
     let Some(text) = update.quality else {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "nothing to change: the body has no \"quality\""));
     };
@@ -90,9 +88,7 @@ pub(super) async fn mute(
 ) -> Result<Response, ApiError> {
     let room = room_name(&room)?;
     api.authorize(authorization.as_deref(), Some(room.as_str()), &[Permission::Moderate])?;
-    let body = read_json(content_type.as_deref(), body).await?;
-    let mute: MuteBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))?;
+    let mute: MuteBody = parse_json(&read_json(content_type.as_deref(), body).await?)?;
     if mute.audio.is_none() && mute.video.is_none() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "nothing to mute: give \"audio\" and/or \"video\""));
     }

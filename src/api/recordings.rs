@@ -66,8 +66,7 @@ fn container(body: &[u8]) -> Result<Container, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Container::Webm);
     }
-    let start: Start = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))?;
+    let start: Start = super::parse_json(body)?;
     match start.format.as_deref() {
         None | Some("webm") => Ok(Container::Webm),
         Some("mp4") => Ok(Container::Mp4),

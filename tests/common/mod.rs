@@ -181,6 +181,40 @@ pub async fn wait_for_pixels(client: &Client, expected: &[(u32, u32, u32)], time
     .await
 }
 
+/// A participant's id: the last segment of its join's `Location`.
+pub fn id_of(client: &Client) -> String {
+    client.location.rsplit('/').next().unwrap().to_owned()
+}
+
+/// Sends `body` as JSON with `method` to `path`; the status and the JSON answer
+/// (`Null` when it is not JSON).
+pub async fn send_json(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .request(method, format!("{}{path}", server.url))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+/// Tone levels (see [`tone_levels`]) in about 1.4 s of audio `client` hears from now.
+pub async fn fresh_tone_levels(client: &Client, tones: &[f32]) -> Vec<f64> {
+    client.received.clear_audio();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let pcm = client.received.recent_audio(65_536);
+    assert!(pcm.len() >= 65_536, "got {} samples of audio", pcm.len());
+    tone_levels(&pcm, tones)
+}
+
 /// Magnitude of the strongest FFT bin within 5 Hz of `hz` (Hann window), relative to
 /// the strongest bin in the whole 100..4000 Hz band.
 pub fn tone_levels(pcm: &[i16], tones: &[f32]) -> Vec<f64> {

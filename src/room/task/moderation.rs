@@ -28,8 +28,12 @@ impl RoomTask {
         }
         let muted = p.muted;
         tracing::info!(room = %self.slot.name, participant = %id, audio = muted.audio, video = muted.video, "muted by a moderator");
-        let p = self.participants.iter().find(|p| &p.id == id).ok_or(UpdateError::UnknownParticipant)?;
-        let info = self.info(p);
+        let info = self
+            .participants
+            .iter()
+            .find(|p| &p.id == id)
+            .map(|p| self.info(p))
+            .ok_or(UpdateError::UnknownParticipant)?;
         self.notices.send("muted", || serde_json::json!({ "participant": info }));
         Ok(info)
     }
