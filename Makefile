@@ -10,7 +10,8 @@ deps:
 	@bash scripts/install-deps.sh
 
 # Everything the tests use: ffmpeg/gst-discoverer (recordings), Chromium and
-# playwright-core (browser end-to-end), coturn (TURN relay test).
+# playwright-core (browser end-to-end), coturn (TURN relay test), nginx with the RTMP
+# module (live streaming test).
 test-deps: deps
 	@bash scripts/install-deps.sh test browser turn
 	@test -d tests/browser/node_modules/playwright-core || npm ci --prefix tests/browser --no-audit --no-fund

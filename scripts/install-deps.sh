@@ -6,7 +6,7 @@ set -euo pipefail
 
 BUILD_PKGS=(
   pkg-config cmake build-essential
-  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libopus-dev
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev libopus-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
 )
@@ -14,7 +14,7 @@ EXTRA_PKGS=()
 for group in "$@"; do
   case "$group" in
     build) ;;
-    test) EXTRA_PKGS+=(ffmpeg gstreamer1.0-plugins-base-apps python3-yaml iproute2) ;;
+    test) EXTRA_PKGS+=(ffmpeg gstreamer1.0-plugins-base-apps gstreamer1.0-nice python3-yaml iproute2 nginx libnginx-mod-rtmp) ;;
     browser) EXTRA_PKGS+=(chromium nodejs npm) ;;
     turn) EXTRA_PKGS+=(coturn) ;;
     bench) EXTRA_PKGS+=(janus linux-perf) ;;

@@ -57,6 +57,30 @@ pub fn ice_servers(config: &TurnConfig, identity: &str, now: u64) -> IceServers 
     IceServers { ice_servers: servers, ttl: config.ttl_s }
 }
 
+/// The ICE servers as WHIP/WHEP `Link` header values (RFC 9725 §4.6), one per URI:
+/// `<turn:host:3478>; rel="ice-server"; username="..."; credential="...";
+/// credential-type="password"`.
+pub fn link_headers(servers: &IceServers) -> Vec<String> {
+    // Quotes and backslashes cannot occur in the credentials (a number, an identity
+    // without them, base64); escape them anyway, as a quoted-string wants.
+    let quoted = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut links = Vec::new();
+    for server in &servers.ice_servers {
+        for url in &server.urls {
+            let mut link = format!("<{url}>; rel=\"ice-server\"");
+            if let (Some(username), Some(credential)) = (&server.username, &server.credential) {
+                link.push_str(&format!(
+                    "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+                    quoted(username),
+                    quoted(credential)
+                ));
+            }
+            links.push(link);
+        }
+    }
+    links
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +107,26 @@ mod tests {
         assert_eq!(doc.ice_servers[1].username.as_deref(), Some("1600:bob"));
         let json = serde_json::to_value(&doc).unwrap();
         assert!(json["iceServers"][0].get("credential").is_none());
+    }
+
+    #[test]
+    fn each_uri_is_a_link_header_with_its_credentials() {
+        let config = TurnConfig {
+            urls: vec!["stun:198.51.100.1:3478".into(), "turn:198.51.100.1:3478?transport=udp".into()],
+            secret: Some("s".into()),
+            ttl_s: 600,
+        };
+        let links = link_headers(&ice_servers(&config, "bob", 1000));
+        let (_, credential) = credential("s", "bob", 1600);
+        assert_eq!(
+            links,
+            vec![
+                "<stun:198.51.100.1:3478>; rel=\"ice-server\"".to_owned(),
+                format!(
+                    "<turn:198.51.100.1:3478?transport=udp>; rel=\"ice-server\"; username=\"1600:bob\"; \
+                     credential=\"{credential}\"; credential-type=\"password\""
+                ),
+            ]
+        );
     }
 }

@@ -54,7 +54,9 @@
     statRtt: $("stat-rtt"), statReceive: $("stat-receive"),
     codec: $("codec"), quality: $("quality"), qualityResult: $("quality-result"),
     recStart: $("rec-start"), recStop: $("rec-stop"), recStatus: $("rec-status"),
-    recRefresh: $("rec-refresh"), recordings: $("recordings"),
+    recRefresh: $("rec-refresh"), recordings: $("recordings"), liveForm: $("live-form"), liveUrl: $("live-url"),
+    liveStart: $("live-start"), liveStatus: $("live-status"), liveStreams: $("live-streams"),
+    liveIndicator: $("live-indicator"),
     micToggle: $("mic-toggle"), camToggle: $("cam-toggle"), shareScreen: $("share-screen"),
     layoutGrid: $("layout-grid"), layoutSpeaker: $("layout-speaker"), controlResult: $("control-result"),
     micDevice: $("mic-device"), camDevice: $("cam-device"),
@@ -350,7 +352,7 @@
     el.joinView.hidden = false;
     el.roomLabel.hidden = true;
     el.notice.hidden = true;
-    el.recIndicator.hidden = true;
+    el.recIndicator.hidden = el.liveIndicator.hidden = true;
     el.count.textContent = "0";
     el.participants.replaceChildren();
     el.connState.textContent = "closed";
@@ -397,6 +399,7 @@
     el.participants.replaceChildren(...items);
     el.recIndicator.hidden = !c.recording;
     el.recStop.disabled = !c.recording;
+    live.render(c, window.mcuRoom.allows(el.token.value.trim(), "record"));
     el.layoutGrid.setAttribute("aria-pressed", String(c.layout === "grid"));
     el.layoutSpeaker.setAttribute("aria-pressed", String(c.layout === "speaker"));
     el.layoutGrid.disabled = el.layoutSpeaker.disabled = !moderator;
@@ -483,6 +486,7 @@
   // ---------- recording ----------
 
   const recordings = window.mcuRecordings({ el, api, errorText, call: () => call, refresh: () => pollRoom() });
+  const live = window.mcuLive({ el, api, errorText, call: () => call });
 
   // ---------- copy link ----------
 
@@ -534,6 +538,7 @@
   el.recStart.addEventListener("click", recordings.start);
   el.recStop.addEventListener("click", recordings.stop);
   el.recRefresh.addEventListener("click", recordings.load);
+  el.liveForm.addEventListener("submit", live.start);
   el.quality.addEventListener("change", changeQuality);
   el.micToggle.addEventListener("click", () => controls.toggle("audio"));
   el.camToggle.addEventListener("click", () => controls.toggle("video"));

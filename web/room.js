@@ -1,6 +1,6 @@
 /*
  * The room as this page sees it: the state and events from the server applied to the
- * call (participants, active speaker, layout, pin, recording), the participant list
+ * call (participants, active speaker, layout, pin, recording, live streams), the participant list
  * with the speaker highlighted, and what a moderator can do (layout, pin, mute).
  * Loaded before app.js; exposes `window.mcuRoom`.
  */
@@ -16,6 +16,7 @@ window.mcuRoom = (() => {
       case "state":
         c.participants = Array.isArray(data.participants) ? data.participants : [];
         c.recording = data.recording || null;
+        c.streams = Array.isArray(data.streams) ? data.streams : [];
         c.speaker = data.speaker || null;
         c.layout = data.layout || "grid";
         c.pin = data.pin || null;
@@ -44,21 +45,30 @@ window.mcuRoom = (() => {
       case "recording":
         c.recording = data.recording || null;
         break;
+      case "stream":
+        c.streams = (c.streams || []).filter((s) => s.id !== data.stream.id);
+        if (!data.stopped) c.streams.push(data.stream);
+        break;
       default:
         break;
     }
   }
 
-  /** Whether this page may moderate: the server is open (no token), or the token carries `moderate` or `admin`. */
-  function canModerate(token) {
+  /** Whether this page has `perm`: the server is open (no token), or the token carries it or `admin`. */
+  function allows(token, perm) {
     if (!token) return true;
     try {
       const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
       const perms = JSON.parse(atob(part)).perms || [];
-      return perms.includes("moderate") || perms.includes("admin");
+      return perms.includes(perm) || perms.includes("admin");
     } catch (_) {
       return false;
     }
+  }
+
+  /** Whether this page may moderate. */
+  function canModerate(token) {
+    return allows(token, "moderate");
   }
 
   function button(text, label, onClick) {
@@ -109,5 +119,5 @@ window.mcuRoom = (() => {
     });
   }
 
-  return { apply, canModerate, render };
+  return { apply, allows, canModerate, render };
 })();

@@ -48,17 +48,26 @@ impl From<JoinError> for ApiError {
         // A server that is shutting down is back (or replaced) soon; a full one later.
         let retry_after_s = match &e {
             JoinError::ShuttingDown => Some(5),
-            JoinError::RoomFull(_) | JoinError::ServerFull(_) | JoinError::OverBudget(_) => Some(30),
+            JoinError::RoomFull(_)
+            | JoinError::ViewersFull(_)
+            | JoinError::ServerFull(_)
+            | JoinError::OverBudget(_) => Some(30),
             _ => None,
         };
         let status = match &e {
-            JoinError::Offer(OfferError::Malformed(_) | OfferError::NoMedia | OfferError::NoSupportedCodec) => {
-                StatusCode::BAD_REQUEST
-            }
+            JoinError::Offer(
+                OfferError::Malformed(_)
+                | OfferError::NoMedia
+                | OfferError::NoSupportedCodec
+                | OfferError::WrongDirection(_),
+            ) => StatusCode::BAD_REQUEST,
             JoinError::Negotiation(_) => StatusCode::BAD_REQUEST,
-            JoinError::RoomFull(_) | JoinError::ServerFull(_) | JoinError::OverBudget(_) | JoinError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            JoinError::RoomFull(_)
+            | JoinError::ViewersFull(_)
+            | JoinError::ServerFull(_)
+            | JoinError::OverBudget(_)
+            | JoinError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            JoinError::UnknownRoom => StatusCode::NOT_FOUND,
             JoinError::Media(_) | JoinError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self { status, message: e.to_string(), retry_after_s }

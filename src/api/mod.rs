@@ -7,7 +7,9 @@ mod layout;
 mod limit;
 mod participants;
 mod recordings;
+mod streams;
 mod web;
+mod whip;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -25,7 +27,7 @@ pub use error::ApiError;
 
 use crate::auth::{Access, Authenticator, Permission};
 use crate::metrics;
-use crate::room::{JoinRequest, ParticipantId, RoomName, Rooms};
+use crate::room::{JoinRequest, ParticipantId, Role, RoomName, Rooms};
 use crate::rtc::offer::inspect_offer;
 
 /// Longest display name accepted.
@@ -72,12 +74,7 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
     // Paths before methods, so an unknown path is 404 and a known one 405.
     let join = warp::path!("rooms" / String / "join")
         .and(warp::post())
-        .and(warp::query::<HashMap<String, String>>())
-        .and(warp::header::optional::<String>("content-type"))
-        .and(warp::header::optional::<u64>("content-length"))
-        .and(bearer())
-        .and(warp::addr::remote())
-        .and(body_stream())
+        .and(offer_parts())
         .and(with_api.clone())
         .then(|room, query, content_type, content_length, authorization, remote, body, api: Shared| async move {
             let request = JoinHttp { room, query, content_type, content_length, authorization, remote };
@@ -139,6 +136,8 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .then(|room, authorization, api| async move { reply(room_state(room, authorization, api).await) })
         .boxed();
     let recordings = recordings::routes(with_api.clone(), recordings_dir);
+    let streams = streams::routes(with_api.clone());
+    let whip = whip::routes(with_api.clone());
     let ice_servers = warp::path!("ice-servers")
         .and(warp::get())
         .and(bearer())
@@ -173,8 +172,9 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .unify()
         .boxed();
     let operations = ice_servers.or(health).unify().or(metrics).unify().boxed();
+    let media = recordings.or(streams).unify().or(whip).unify().boxed();
     let all: BoxedFilter<(Response,)> =
-        conference.or(recordings).unify().or(operations).unify().or(web::routes(web_dir)).unify().boxed();
+        conference.or(media).unify().or(operations).unify().or(web::routes(web_dir)).unify().boxed();
     // Without configured origins there is no CORS layer at all: same-origin pages
     // (which send an Origin header on POST too) must not be refused.
     let all = match cors(&cors_origins) {
@@ -190,9 +190,10 @@ fn cors(origins: &[String]) -> Option<warp::cors::Builder> {
         return None;
     }
     let builder = warp::cors()
-        .allow_methods(["GET", "POST", "PATCH", "DELETE", "OPTIONS"])
-        .allow_headers(["content-type", "authorization"])
-        .expose_headers(["location"])
+        .allow_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+        .allow_headers(["content-type", "authorization", "if-match"])
+        // What WHIP/WHEP client libraries read from a POST's answer.
+        .expose_headers(["location", "etag", "link", "accept-post"])
         .max_age(600);
     Some(if origins.iter().any(|o| o == "*") {
         builder.allow_any_origin()
@@ -209,6 +210,20 @@ pub(crate) fn reply(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(Reply::into_response)
 }
 
+/// See [`offer_parts`].
+type OfferParts = (HashMap<String, String>, Option<String>, Option<u64>, Authorization, Option<SocketAddr>, BodyStream);
+
+/// What an offer `POST` (join, WHIP, WHEP) carries besides its path: the query, the
+/// content type and length, the token, the client's address, the body.
+fn offer_parts() -> impl Filter<Extract = OfferParts, Error = warp::Rejection> + Clone {
+    warp::query::<HashMap<String, String>>()
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::addr::remote())
+        .and(body_stream())
+}
+
 /// The parts of a join request besides its body.
 struct JoinHttp {
     room: String,
@@ -219,7 +234,14 @@ struct JoinHttp {
     remote: Option<SocketAddr>,
 }
 
-async fn join(request: JoinHttp, body: BodyStream, api: Shared) -> Result<Response, ApiError> {
+/// What every offer `POST` (join, WHIP, WHEP) checks before the offer itself: the
+/// room name, a valid token for the room, the client's join rate, the content type
+/// and size. Returns the room, the caller's access and the offer.
+async fn read_offer(
+    request: &JoinHttp,
+    body: BodyStream,
+    api: &Shared,
+) -> Result<(RoomName, Access, String), ApiError> {
     let room = room_name(&request.room)?;
     let access = api.authorize(request.authorization.as_deref(), Some(room.as_str()), &[])?;
     if let Some(remote) = request.remote {
@@ -236,6 +258,11 @@ async fn join(request: JoinHttp, body: BodyStream, api: Shared) -> Result<Respon
     let offer = read_body(body, limit, "SDP offer").await?;
     let offer =
         String::from_utf8(offer).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "SDP offer is not UTF-8"))?;
+    Ok((room, access, offer))
+}
+
+async fn join(request: JoinHttp, body: BodyStream, api: Shared) -> Result<Response, ApiError> {
+    let (room, access, offer) = read_offer(&request, body, &api).await?;
     // Sending needs `publish`, receiving `subscribe`.
     let summary = inspect_offer(&offer).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let directions = [summary.audio, summary.video_direction()];
@@ -255,7 +282,7 @@ async fn join(request: JoinHttp, body: BodyStream, api: Shared) -> Result<Respon
         Access::Open => None,
         Access::Token(claims) => Some(claims.sub),
     };
-    let answer = api.rooms.join(&room, JoinRequest { offer, name, owner, quality }).await?;
+    let answer = api.rooms.join(&room, JoinRequest { offer, name, owner, quality, role: Role::Participant }).await?;
     let location = format!("/rooms/{room}/participants/{}", answer.id);
     warp::http::Response::builder()
         .status(StatusCode::CREATED)

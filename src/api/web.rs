@@ -49,6 +49,7 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../../web/recordings.js"),
     },
+    Asset { path: "live.js", content_type: "text/javascript; charset=utf-8", body: include_str!("../../web/live.js") },
     Asset { path: "style.css", content_type: "text/css; charset=utf-8", body: include_str!("../../web/style.css") },
     Asset { path: "favicon.svg", content_type: "image/svg+xml", body: include_str!("../../web/favicon.svg") },
 ];

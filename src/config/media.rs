@@ -60,6 +60,12 @@ pub struct MediaConfig {
     /// once, so one thread each gets the most rooms out of the machine. Raise it on a
     /// many-core machine hosting one large meeting where each millisecond counts.
     pub encoder_threads: u32,
+    /// Whether each publisher's display name is drawn in its cell's bottom-left
+    /// corner (contract: "Names").
+    pub labels: bool,
+    /// A TrueType/OpenType font for the labels, replacing the embedded DejaVu Sans
+    /// Bold (e.g. a Noto CJK font for names the embedded one has no glyphs for).
+    pub label_font: Option<std::path::PathBuf>,
 }
 
 /// One quality tier in the configuration file.
@@ -96,6 +102,8 @@ impl Default for MediaConfig {
             h264_encoder: None,
             h264_decoder: None,
             encoder_threads: 1,
+            labels: true,
+            label_font: None,
         }
     }
 }
@@ -166,6 +174,9 @@ impl MediaConfig {
         }
         if !(1..=16).contains(&self.encoder_threads) {
             return invalid("media.encoder_threads must be within 1 .. 16".into());
+        }
+        if let Err(e) = crate::media::name_tags::font_for(self) {
+            return invalid(format!("media.label_font: {e}"));
         }
         if self.keyframe_min_interval_ms >= 1000 {
             return invalid("media.keyframe_min_interval_ms must be below 1000 (PLI answered within 1 s)".into());
@@ -241,6 +252,15 @@ mod tests {
         assert_eq!(tiers, [(640, 360, 25, 800_000), (320, 180, 25, 320_000), (160, 90, 13, 80_000)]);
         assert_eq!(m.canvas(), (640, 360, 25));
         m.validate().unwrap();
+    }
+
+    #[test]
+    fn a_label_font_that_does_not_load_is_refused() {
+        let bad = MediaConfig { label_font: Some("/nonexistent/font.ttf".into()), ..Default::default() };
+        let error = bad.validate().unwrap_err().to_string();
+        assert!(error.contains("media.label_font") && error.contains("/nonexistent/font.ttf"), "{error}");
+        // Labels off: the font is never needed.
+        MediaConfig { labels: false, ..bad }.validate().unwrap();
     }
 
     #[test]

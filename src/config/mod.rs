@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub max_rooms: usize,
     /// Participants per room; the next join gets 503.
     pub max_participants_per_room: usize,
+    /// WHEP viewers per room (besides its participants); the next gets 503.
+    pub max_viewers_per_room: usize,
     /// Largest SDP offer accepted, in bytes (the contract caps it at 64 KiB).
     pub max_sdp_bytes: u64,
     /// How long a join may take to negotiate before it fails, in milliseconds.
@@ -114,6 +116,8 @@ pub struct RecordingConfig {
     pub dir: PathBuf,
     /// Record every room from its first join until it empties (`MCU_RECORD_ALL`).
     pub auto: bool,
+    /// Live streams out (RTMP) a room may run at once; the next gets 409.
+    pub max_streams_per_room: usize,
 }
 
 /// Access control.
@@ -176,6 +180,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_rooms: 64,
             max_participants_per_room: 16,
+            max_viewers_per_room: 200,
             max_sdp_bytes: 64 * 1024,
             join_timeout_ms: 10_000,
             join_rate_per_min: 30,
@@ -201,7 +206,7 @@ impl Default for RtcConfig {
 
 impl Default for RecordingConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("./recordings"), auto: false }
+        Self { dir: PathBuf::from("./recordings"), auto: false, max_streams_per_room: 3 }
     }
 }
 

@@ -61,6 +61,8 @@ pub enum AudioCommand {
         seq: u16,
         /// The Opus payload.
         payload: Bytes,
+        /// The level (dBov) the client measured for it (RFC 6464), when it says.
+        client_level: Option<i8>,
     },
     /// The participant stopped publishing or left.
     RemoveSource(Arc<str>),
@@ -160,6 +162,11 @@ struct Source {
     /// The level of its last report with voice in it: reported again through pauses
     /// shorter than the hangover, so a speaker between two words keeps its place.
     last_level_db: f64,
+    /// Sum and count of the voiced levels the client put in its packets since the
+    /// last report (RFC 6464): measured before its encoder, they rank speakers
+    /// when present; whether it speaks is still decided on the decoded audio.
+    client_level_sum_db: f64,
+    client_levels: u32,
     decode_buf: Vec<i16>,
     _live: GaugeGuard,
 }
@@ -231,9 +238,14 @@ impl MixerState {
 
     fn handle(&mut self, cmd: AudioCommand) {
         match cmd {
-            AudioCommand::Packet { source, seq, payload } => {
+            AudioCommand::Packet { source, seq, payload, client_level } => {
                 if let Some(s) = self.sources.get_mut(&source) {
                     s.jitter.push(seq, payload);
+                    // Only levels of voice count, as for the decoded level.
+                    if let Some(level) = client_level.map(f64::from).filter(|&l| s.voice.is_voice(l)) {
+                        s.client_level_sum_db += level;
+                        s.client_levels += 1;
+                    }
                 }
             }
             AudioCommand::AddSource(id) => match opus::Decoder::new(48_000, opus::Channels::Mono) {
@@ -253,6 +265,8 @@ impl MixerState {
                             level_sum_db: 0.0,
                             level_frames: 0,
                             last_level_db: f64::NEG_INFINITY,
+                            client_level_sum_db: 0.0,
+                            client_levels: 0,
                             decode_buf: vec![0; MAX_PACKET_SAMPLES],
                             _live: GaugeGuard::new(&metrics::AUDIO_SOURCES),
                         },
@@ -332,12 +346,16 @@ impl MixerState {
             .sources
             .iter_mut()
             .map(|(id, s)| {
-                if s.level_frames > 0 {
+                if s.client_levels > 0 {
+                    s.last_level_db = s.client_level_sum_db / f64::from(s.client_levels);
+                } else if s.level_frames > 0 {
                     s.last_level_db = s.level_sum_db / f64::from(s.level_frames);
                 }
                 let spoke = s.voice.speaking().then_some(s.last_level_db);
                 s.level_sum_db = 0.0;
                 s.level_frames = 0;
+                s.client_level_sum_db = 0.0;
+                s.client_levels = 0;
                 (Arc::clone(id), spoke)
             })
             .collect();
@@ -441,7 +459,12 @@ mod tests {
         for tick in from..from + ticks {
             for (id, encoder, amplitude) in encoders.iter_mut() {
                 let payload = packet(encoder, *amplitude, tick);
-                state.handle(AudioCommand::Packet { source: (*id).into(), seq: tick as u16, payload });
+                state.handle(AudioCommand::Packet {
+                    source: (*id).into(),
+                    seq: tick as u16,
+                    payload,
+                    client_level: None,
+                });
             }
             state.tick();
         }
@@ -509,5 +532,39 @@ mod tests {
         // Past the hangover: not speaking.
         run(&mut state, &mut senders, HANGOVER_FRAMES as usize, 40);
         assert_eq!(level_of(&reports, "talker"), None);
+    }
+
+    #[test]
+    fn the_clients_own_level_ranks_a_speaker_when_it_sends_one() {
+        let config = AudioMixerConfig { bitrate_bps: 32_000, jitter_packets: 1, voice_threshold_dbfs: -55.0 };
+        let mut state = MixerState::new(config);
+        let reports: Reports = Arc::default();
+        let sink = Arc::clone(&reports);
+        state.levels = Some(Box::new(move |r| sink.lock().unwrap().push(r)));
+        for id in ["header", "plain"] {
+            state.handle(AudioCommand::AddSource(id.into()));
+        }
+        let new = || opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+        let (mut a, mut b) = (new(), new());
+        // The same tone from both; "header" says -9 dBov in every packet but the
+        // last few, which say silence (127): those do not count.
+        for tick in 0..20usize {
+            let claimed = if tick < 16 { -9 } else { -127 };
+            for (id, encoder, level) in [("header", &mut a, Some(claimed)), ("plain", &mut b, None)] {
+                let payload = packet(encoder, 8000.0, tick);
+                state.handle(AudioCommand::Packet {
+                    source: id.into(),
+                    seq: tick as u16,
+                    payload,
+                    client_level: level,
+                });
+            }
+            state.tick();
+        }
+        let last = reports.lock().unwrap().last().cloned().expect("a report");
+        let level = |who: &str| last.iter().find(|(id, _)| &**id == who).and_then(|(_, l)| *l);
+        assert_eq!(level("header"), Some(-9.0), "the client's voiced levels");
+        let decoded = level("plain").expect("speaking");
+        assert!((-20.0..-12.0).contains(&decoded), "the decoded level without a header: {decoded}");
     }
 }

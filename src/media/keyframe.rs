@@ -38,6 +38,13 @@ impl KeyframePolicy {
         }
     }
 
+    /// Records a keyframe forced at `now` whatever the window (a new consumer that
+    /// cannot start without one); it also serves any deferred request.
+    pub fn force(&mut self, now: Instant) {
+        self.last_forced = Some(now);
+        self.pending = false;
+    }
+
     /// When a deferred request is due, if any (the owner sleeps until then).
     pub fn deadline(&self) -> Option<Instant> {
         match (self.pending, self.last_forced) {
@@ -98,6 +105,18 @@ mod tests {
         assert!(!p.request(asked));
         let due = p.deadline().expect("deferred");
         assert!(due.duration_since(asked) <= 500 * MS);
+    }
+
+    #[test]
+    fn a_forced_keyframe_serves_the_deferred_request_and_starts_a_window() {
+        let t0 = Instant::now();
+        let mut p = KeyframePolicy::new(500 * MS);
+        assert!(p.request(t0));
+        assert!(!p.request(t0 + 100 * MS), "deferred");
+        p.force(t0 + 200 * MS);
+        assert_eq!(p.deadline(), None, "the forced keyframe answered it");
+        assert!(!p.request(t0 + 300 * MS), "a new window from the forced one");
+        assert_eq!(p.deadline(), Some(t0 + 700 * MS));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Recording the room's mix to a file: a shared encode of the composite (VP8 in WebM,
 //! H.264 in MP4) and the shared full Opus mix, muxed as they are (no second encode).
+//! A live stream to an RTMP server is the same recorder writing FLV to the network
+//! (H.264 as it is, the mix turned into AAC).
 //!
 //! Frames arrive from two threads (the composite's streaming thread, the audio mixer
 //! thread) stamped with their capture time on the monotonic clock GStreamer and the
@@ -78,8 +80,25 @@ pub struct Recorder {
     audio: gst_app::AppSrc,
     timeline: Mutex<Timeline<Bytes>>,
     failure: Arc<Mutex<Option<String>>>,
-    path: PathBuf,
+    target: Target,
     _live: GaugeGuard,
+}
+
+/// Where a recorder writes.
+#[derive(Debug, Clone)]
+enum Target {
+    File(PathBuf),
+    /// An RTMP URL, its stream key masked (it is only logged).
+    Stream(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => path.display().fmt(f),
+            Self::Stream(url) => f.write_str(url),
+        }
+    }
 }
 
 /// Length of one audio frame from the mixer.
@@ -99,6 +118,26 @@ impl Recorder {
             Container::Webm => (template::RECORD_WEBM, template::RECORD_WEBM_AUDIO),
             Container::Mp4 => (template::RECORD_MP4, template::RECORD_MP4_AUDIO),
         };
+        let pipeline = Self::launch(with_video, audio_only, video, path.to_string_lossy().as_ref())?;
+        Self::run(pipeline, video.is_some(), Target::File(path.to_owned()))
+    }
+
+    /// Starts pushing FLV to the RTMP server at `url` (`rtmp://` or `rtmps://`). A
+    /// server that refuses or drops the stream shows as [`Recorder::failure`].
+    pub fn start_stream(url: &str, video: Option<VideoFormat>) -> Result<Self, MediaError> {
+        super::init()?;
+        let pipeline = Self::launch(template::STREAM_FLV, template::STREAM_FLV_AUDIO, video, url)?;
+        Self::run(pipeline, video.is_some(), Target::Stream(crate::room::live::masked_url(url)))
+    }
+
+    /// Builds the pipeline from the template for `video` (or without), writing to
+    /// `location`.
+    fn launch(
+        with_video: &str,
+        audio_only: &str,
+        video: Option<VideoFormat>,
+        location: &str,
+    ) -> Result<gst::Pipeline, MediaError> {
         let (template, values) = match video {
             Some(v) => (
                 with_video,
@@ -116,7 +155,12 @@ impl Recorder {
             .downcast::<gst::Pipeline>()
             .map_err(|_| MediaError::Pipeline("recording description is not a pipeline".into()))?;
         let file = pipeline.by_name("file").ok_or_else(|| MediaError::Pipeline("recording has no 'file'".into()))?;
-        file.set_property("location", path.to_string_lossy().as_ref());
+        file.set_property("location", location);
+        Ok(pipeline)
+    }
+
+    /// Starts a built pipeline.
+    fn run(pipeline: gst::Pipeline, with_video: bool, target: Target) -> Result<Self, MediaError> {
         let appsrc = |name: &str| {
             pipeline
                 .by_name(name)
@@ -124,17 +168,17 @@ impl Recorder {
                 .ok_or_else(|| MediaError::Pipeline(format!("recording template lacks appsrc '{name}'")))
         };
         let audio = appsrc("audio")?;
-        let video_src = if video.is_some() { Some(appsrc("video")?) } else { None };
+        let video_src = if with_video { Some(appsrc("video")?) } else { None };
 
         // Errors (disk full, file removed) are noted for the API and logged; the
         // conference itself never depends on this pipeline.
         let failure = Arc::new(Mutex::new(None));
         let bus = pipeline.bus().ok_or_else(|| MediaError::Pipeline("pipeline has no bus".into()))?;
         let noted = Arc::clone(&failure);
-        let file_name = path.display().to_string();
+        let file_name = target.to_string();
         bus.set_sync_handler(move |_, msg| match msg.view() {
             gst::MessageView::Error(e) => {
-                tracing::error!(file = file_name, error = %e.error(), debug = ?e.debug(), "recording failed");
+                tracing::error!(output = file_name, error = %e.error(), debug = ?e.debug(), "recording or stream failed");
                 let mut slot = noted.lock().unwrap_or_else(|p| p.into_inner());
                 slot.get_or_insert_with(|| e.error().to_string());
                 gst::BusSyncReply::Pass
@@ -152,9 +196,9 @@ impl Recorder {
             pipeline,
             video: video_src,
             audio,
-            timeline: Mutex::new(Timeline::new(video.is_some(), 50)),
+            timeline: Mutex::new(Timeline::new(with_video, 50)),
             failure,
-            path: path.to_owned(),
+            target,
             _live: GaugeGuard::new(&metrics::RECORDINGS),
         })
     }
@@ -173,6 +217,20 @@ impl Recorder {
     /// Why the recording stopped writing, if it did.
     pub fn failure(&self) -> Option<String> {
         self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Bytes a live stream has sent to its server so far (0 for a file).
+    pub fn sent_bytes(&self) -> u64 {
+        let Target::Stream(_) = self.target else { return 0 };
+        let Some(sink) = self.pipeline.by_name("file") else { return 0 };
+        let stats = sink.property::<Option<gst::Structure>>("stats");
+        stats.and_then(|s| s.get::<u64>("out-bytes-total").ok()).unwrap_or(0)
+    }
+
+    /// Whether the file has started: its first video keyframe (or, without video,
+    /// its first audio frame) arrived.
+    pub fn started(&self) -> bool {
+        self.lock_timeline().started()
     }
 
     /// Media time written so far.
@@ -243,9 +301,12 @@ impl Recorder {
         });
         let _ = self.pipeline.set_state(gst::State::Null);
         if outcome.is_none() {
-            tracing::warn!(file = %self.path.display(), "recording did not finalize in time; the file stays playable");
+            tracing::warn!(file = %self.target, "recording did not finalize in time; what was written stays playable");
         }
-        let bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        let bytes = match &self.target {
+            Target::File(path) => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            Target::Stream(_) => self.sent_bytes(),
+        };
         RecordingSummary { duration: self.duration(), bytes, error: self.failure() }
     }
 }
@@ -359,6 +420,11 @@ impl<A> Timeline<A> {
     pub fn end_ns(&self) -> u64 {
         self.end
     }
+
+    /// Whether the start is fixed (the first keyframe, or audio frame without video).
+    pub fn started(&self) -> bool {
+        self.zero.is_some()
+    }
 }
 
 #[cfg(test)]
@@ -374,7 +440,9 @@ mod tests {
         assert_eq!(t.audio(1020 * MS, "a1"), None);
         assert_eq!(t.audio(1040 * MS, "a2"), None);
         assert_eq!(t.video(1010 * MS, false, 33 * MS), None, "delta frames before a keyframe are skipped");
+        assert!(!t.started(), "audio alone does not start a file with video");
         assert_eq!(t.video(1015 * MS, true, 33 * MS), Some(0));
+        assert!(t.started());
         // a0 is older than the keyframe; a1 and a2 follow it.
         assert_eq!(t.take_ready_audio(), vec![(5 * MS, "a1"), (25 * MS, "a2")]);
         assert_eq!(t.video(1048 * MS, false, 33 * MS), Some(33 * MS));

@@ -25,6 +25,10 @@ pub const RECORD_WEBM_AUDIO: &str = include_str!("../../pipelines/record-webm-au
 pub const RECORD_MP4: &str = include_str!("../../pipelines/record-mp4.pipeline");
 /// A recording of an audio-only room to MP4.
 pub const RECORD_MP4_AUDIO: &str = include_str!("../../pipelines/record-mp4-audio.pipeline");
+/// A live stream of the room's mix (H.264 composite + the mix as AAC) to RTMP.
+pub const STREAM_FLV: &str = include_str!("../../pipelines/stream-flv.pipeline");
+/// A live stream of an audio-only room to RTMP.
+pub const STREAM_FLV_AUDIO: &str = include_str!("../../pipelines/stream-flv-audio.pipeline");
 /// A synthetic participant's camera (tests, load generator).
 pub const CLIENT_SEND_VIDEO: &str = include_str!("../../pipelines/client-send-video.pipeline");
 /// A synthetic participant's decoder for the composite it receives.
@@ -113,6 +117,8 @@ mod tests {
             RECORD_WEBM_AUDIO,
             RECORD_MP4,
             RECORD_MP4_AUDIO,
+            STREAM_FLV,
+            STREAM_FLV_AUDIO,
             CLIENT_SEND_VIDEO,
             CLIENT_RECEIVE_VIDEO,
         ] {

@@ -18,6 +18,7 @@ use gstreamer_video as gst_video;
 use super::MediaError;
 use super::codec::VideoCodec;
 use super::encode::{EncodeBranch, EncodeSpec, FrameSink};
+use super::name_tags::{self, NameTags};
 use super::template::{self, render};
 use crate::config::MediaConfig;
 use crate::layout::Rect;
@@ -75,6 +76,8 @@ pub struct VideoMixer {
     tee: gst::Element,
     branches: HashMap<String, Branch>,
     outputs: HashMap<String, EncodeBranch>,
+    /// Publishers' names on their cells (`media.labels`).
+    tags: Option<NameTags>,
     config: MediaConfig,
     bus_thread: Option<std::thread::JoinHandle<()>>,
     _live: GaugeGuard,
@@ -84,6 +87,7 @@ impl VideoMixer {
     /// Builds and starts the compositor (no encode yet).
     pub fn start(config: &MediaConfig, name: &str) -> Result<Self, MediaError> {
         super::init()?;
+        let tags = name_tags::font_for(config)?.map(NameTags::new);
         let (width, height, fps) = config.canvas();
         let values = HashMap::from([
             ("fps", fps.to_string()),
@@ -121,6 +125,7 @@ impl VideoMixer {
             tee,
             branches: HashMap::new(),
             outputs: HashMap::new(),
+            tags,
             config: config.clone(),
             bus_thread: Some(bus_thread),
             _live: GaugeGuard::new(&metrics::PIPELINES),
@@ -204,11 +209,13 @@ impl VideoMixer {
             .map_err(|e| MediaError::Pipeline(format!("decode branch {key}: {e}")))
     }
 
-    /// Places the inputs: `cells[i]` is where input `keys[i]` goes; inputs not
-    /// listed are hidden. Cells are on the canvas (`MediaConfig::canvas`).
-    pub fn set_layout(&mut self, placed: &[(&str, Rect)]) {
+    /// Places the inputs: each `(key, cell, name)` puts input `key` in `cell` with
+    /// `name` on it; inputs not listed are hidden. Cells are on the canvas
+    /// (`MediaConfig::canvas`). Blocks briefly when a name tag changes (state
+    /// changes): call from a blocking context.
+    pub fn set_layout(&mut self, placed: &[(&str, Rect, &str)]) {
         for (key, branch) in &mut self.branches {
-            let cell = placed.iter().find(|(k, _)| k == key).map(|(_, c)| *c);
+            let cell = placed.iter().find(|(k, _, _)| k == key).map(|(_, c, _)| *c);
             let (x, y, w, h) = cell.map_or((0, 0, 0, 0), |c| (c.x, c.y, c.width, c.height));
             branch.placed = cell.is_some();
             branch.apply_alpha();
@@ -216,6 +223,9 @@ impl VideoMixer {
             branch.pad.set_property("ypos", y as i32);
             branch.pad.set_property("width", w as i32);
             branch.pad.set_property("height", h as i32);
+        }
+        if let Some(tags) = &mut self.tags {
+            tags.place(&self.pipeline, &self.compositor, placed);
         }
     }
 
@@ -277,7 +287,11 @@ impl VideoMixer {
 /// another branch's change would otherwise take it back to PLAYING, and it would be
 /// freed with its threads running: a crash seen with joins and leaves in quick
 /// succession), `unlink` frees its pad on the shared element, then it stops.
-fn stop_and_remove(pipeline: &gst::Pipeline, bin: &gst::Bin, unlink: impl FnOnce()) -> Result<(), String> {
+pub(super) fn stop_and_remove(
+    pipeline: &gst::Pipeline,
+    bin: &impl IsA<gst::Element>,
+    unlink: impl FnOnce(),
+) -> Result<(), String> {
     bin.set_locked_state(true);
     unlink();
     let result = bin.set_state(gst::State::Null);
@@ -291,6 +305,9 @@ fn stop_and_remove(pipeline: &gst::Pipeline, bin: &gst::Bin, unlink: impl FnOnce
 
 impl Drop for VideoMixer {
     fn drop(&mut self) {
+        if let Some(tags) = &mut self.tags {
+            tags.clear(&self.pipeline, &self.compositor);
+        }
         let outputs: Vec<String> = self.outputs.keys().cloned().collect();
         for key in outputs {
             if let Err(e) = self.remove_output(&key) {
@@ -412,7 +429,8 @@ mod tests {
                     }
                 }));
                 let cells = crate::layout::grid_cells(320, 180, keys.len());
-                let placed: Vec<(&str, Rect)> = keys.iter().map(String::as_str).zip(cells).collect();
+                let placed: Vec<(&str, Rect, &str)> =
+                    keys.iter().zip(cells).map(|(k, c)| (k.as_str(), c, k.as_str())).collect();
                 mixer.set_layout(&placed);
                 // Encodes come and go too (receivers switching tiers).
                 let spec = EncodeSpec { codec: VideoCodec::Vp8, width: 160, height: 90, fps: 15, bitrate_bps: 100_000 };

@@ -114,9 +114,11 @@ pub enum Input {
     PublisherNeedsKeyframe(ParticipantId),
     /// A receiver's RTCP feedback, with what was sent to it lately (bits/s).
     Feedback(ParticipantId, Feedback, f64),
-    /// Something besides receivers (a recording) needs an encode, or no longer.
+    /// Something besides receivers (a recording, a live stream) needs an encode, or
+    /// no longer; counted, so several such consumers can share one encode.
     Consumer(EncodeKey, bool),
-    /// Something besides receivers (a recording starting) needs a keyframe of it.
+    /// Something besides receivers (a recording starting) needs a keyframe of it
+    /// now: forced at once, not coalesced.
     EncodeNeedsKeyframe(EncodeKey),
     /// The publishers' voice levels over the mixer's last report interval.
     VoiceLevels(Vec<VoiceLevel<ParticipantId>>),
@@ -172,7 +174,8 @@ pub struct RoomCore {
     members: HashMap<ParticipantId, Member>,
     running: BTreeSet<EncodeKey>,
     encode_keyframes: BTreeMap<EncodeKey, KeyframePolicy>,
-    consumers: BTreeSet<EncodeKey>,
+    /// How many consumers besides receivers need each encode.
+    consumers: BTreeMap<EncodeKey, usize>,
     layout: LayoutChoice,
     speaker: SpeakerDetector<ParticipantId>,
     actions: VecDeque<Action>,
@@ -189,7 +192,7 @@ impl RoomCore {
             members: HashMap::new(),
             running: BTreeSet::new(),
             encode_keyframes: BTreeMap::new(),
-            consumers: BTreeSet::new(),
+            consumers: BTreeMap::new(),
             layout: LayoutChoice::Grid,
             speaker: SpeakerDetector::default(),
             actions: VecDeque::new(),
@@ -294,12 +297,14 @@ impl RoomCore {
                     self.retarget(now, &id, best_fit + tier);
                 }
             }
-            Input::EncodeNeedsKeyframe(key) => self.keyframe(now, key),
+            Input::EncodeNeedsKeyframe(key) => self.keyframe_now(now, key),
             Input::Consumer(key, on) => {
-                let changed = if on { self.consumers.insert(key) } else { self.consumers.remove(&key) };
-                if changed {
-                    self.reconcile();
+                let count = self.consumers.entry(key).or_default();
+                *count = if on { *count + 1 } else { count.saturating_sub(1) };
+                if *count == 0 {
+                    self.consumers.remove(&key);
                 }
+                self.reconcile();
             }
         }
     }
@@ -437,9 +442,21 @@ impl RoomCore {
         }
     }
 
+    /// Forces a keyframe of `key` at once, inside a coalescing window too: a
+    /// recording starts at a keyframe, and waiting out a window that receivers'
+    /// requests opened would cut up to `keyframe_min_interval_ms` off its start.
+    fn keyframe_now(&mut self, now: Instant, key: EncodeKey) {
+        if !self.running.contains(&key) {
+            return;
+        }
+        let interval = self.keyframe_interval;
+        self.encode_keyframes.entry(key).or_insert_with(|| KeyframePolicy::new(interval)).force(now);
+        self.actions.push_back(Action::ForceKeyframe(key));
+    }
+
     /// Starts the encodes someone needs and stops the others.
     fn reconcile(&mut self) {
-        let mut needed = self.consumers.clone();
+        let mut needed: BTreeSet<EncodeKey> = self.consumers.keys().copied().collect();
         for r in self.members.values().filter_map(|m| m.receiver.as_ref()) {
             needed.insert(r.target);
             needed.extend(r.current);

@@ -92,6 +92,23 @@ fn a_recording_keeps_its_encode_running() {
 }
 
 #[test]
+fn consumers_of_one_encode_are_counted() {
+    // An MP4 recording and a live stream share the H.264 high encode: it runs until
+    // the last of them lets go.
+    let t0 = Instant::now();
+    let mut c = core();
+    c.handle(t0, Input::Consumer(key(H264, 0), true));
+    c.handle(t0, Input::Consumer(key(H264, 0), true));
+    assert_eq!(started(&drain(&mut c)), [key(H264, 0)], "one encode for both");
+    c.handle(t0, Input::Consumer(key(H264, 0), false));
+    assert!(stopped(&drain(&mut c)).is_empty(), "the other consumer still needs it");
+    c.handle(t0, Input::Consumer(key(H264, 0), false));
+    assert_eq!(stopped(&drain(&mut c)), [key(H264, 0)]);
+    c.handle(t0, Input::Consumer(key(H264, 0), false));
+    assert!(drain(&mut c).is_empty(), "an extra release is harmless");
+}
+
+#[test]
 fn a_pinned_quality_and_a_patch_pick_the_tier() {
     let t0 = Instant::now();
     let mut c = core();
@@ -174,6 +191,28 @@ fn keyframe_requests_are_coalesced_per_encode() {
     assert_eq!(due, later + Duration::from_millis(500));
     c.handle_timeout(due);
     assert_eq!(drain(&mut c), [Action::ForceKeyframe(key(VP8, 0))], "the deferred request, served");
+}
+
+/// A recording starting right after a receiver's keyframe gets its own at once: its
+/// file starts at a keyframe, and waiting out the receivers' window would cut up to
+/// 500 ms off its start (seen: a recording shorter than the wall time it covered).
+#[test]
+fn a_recording_gets_its_keyframe_at_once_inside_a_coalescing_window() {
+    let t0 = Instant::now();
+    let mut c = core();
+    join(&mut c, t0, "a", None, Some(VP8));
+    drain(&mut c);
+    let later = t0 + Duration::from_secs(5);
+    c.handle(later, Input::ReceiverNeedsKeyframe(id("a")));
+    assert_eq!(drain(&mut c), [Action::ForceKeyframe(key(VP8, 0))]);
+    let recording = later + Duration::from_millis(100);
+    c.handle(recording, Input::Consumer(key(VP8, 0), true));
+    c.handle(recording, Input::EncodeNeedsKeyframe(key(VP8, 0)));
+    assert_eq!(drain(&mut c), [Action::ForceKeyframe(key(VP8, 0))], "not deferred to the window's end");
+    // Receivers' requests are coalesced from the forced keyframe on.
+    c.handle(recording + Duration::from_millis(50), Input::ReceiverNeedsKeyframe(id("a")));
+    assert_eq!(drain(&mut c), []);
+    assert_eq!(c.poll_timeout(), Some(recording + Duration::from_millis(500)));
 }
 
 #[test]

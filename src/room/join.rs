@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use super::budget::{EncodeLoad, RoomLoad};
 use super::registry::{PendingJoin, Rooms};
 use super::task::{Admission, RoomCommand, RoomEvent};
-use super::{JoinAnswer, JoinError, JoinRequest, ParticipantId, RoomName};
+use super::{JoinAnswer, JoinError, JoinRequest, ParticipantId, Role, RoomName};
 use crate::rtc::offer::{OfferSummary, inspect_offer};
 use crate::rtc::peer::{self, NegotiationError, OutgoingTracks, PeerEvent};
 
@@ -33,9 +33,9 @@ pub(super) struct Reservation {
 
 /// Runs one join to completion (see the module documentation).
 pub(super) async fn join(rooms: &Arc<Rooms>, room: &RoomName, request: JoinRequest) -> Result<JoinAnswer, JoinError> {
-    let summary = inspect_offer(&request.offer)?;
+    let summary = request.role.restrict(inspect_offer(&request.offer)?)?;
     let budget = rooms.admit(join_cores(rooms, room, &summary))?;
-    let pending = rooms.hold_for_join(room)?;
+    let pending = rooms.hold_for_join(room, request.role != Role::Viewer)?;
     // Everything from the reservation on runs in a task of its own: the HTTP request
     // future is dropped when its client disconnects, and a join cut anywhere in the
     // middle must still release what it holds.
@@ -70,7 +70,8 @@ async fn reserve_negotiate_admit(
     summary: OfferSummary,
     requester: &oneshot::Sender<Result<JoinAnswer, JoinError>>,
 ) -> Result<JoinAnswer, JoinError> {
-    let reservation = ask(pending, |reply| RoomCommand::Reserve { summary: summary.clone(), reply }).await??;
+    let role = request.role;
+    let reservation = ask(pending, |reply| RoomCommand::Reserve { summary: summary.clone(), role, reply }).await??;
     pending.reserved = Some(reservation.id.clone());
     let id = reservation.id.clone();
     let events = reservation.events.clone();
@@ -94,8 +95,15 @@ async fn reserve_negotiate_admit(
         return Err(JoinError::Internal("the client went away during negotiation".into()));
     }
     let answer = peer.answer.clone();
-    let admission =
-        Admission { id: id.clone(), peer, summary, name: request.name, owner: request.owner, quality: request.quality };
+    let admission = Admission {
+        id: id.clone(),
+        peer,
+        summary,
+        name: request.name,
+        owner: request.owner,
+        quality: request.quality,
+        role,
+    };
     let (reply, admitted) = oneshot::channel();
     if let Err(tokio::sync::mpsc::error::SendError(RoomCommand::Admit { admission, .. })) =
         pending.commands.send(RoomCommand::Admit { admission, reply }).await

@@ -1,7 +1,7 @@
 //! A room's media: the composite and its encodes (one per (codec, tier) in use, each
 //! packetised once into a feed its receivers' forwarders read), the audio mixer and
-//! the recording tap. Built on the first admitted participant; what runs is decided
-//! by the room core.
+//! the taps of the recording and the live streams. Built on the first admitted
+//! participant; what runs is decided by the room core.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,10 +41,31 @@ impl MixListener {
     }
 }
 
-/// A running encode: its receivers' feed, and the recording it may also feed.
+/// A running encode: its receivers' feed, and the recording and streams it also feeds.
 struct Encode {
     feed: FrameFeed,
-    tap: Arc<Mutex<Option<Arc<Recorder>>>>,
+    taps: Arc<Mutex<Vec<Arc<Recorder>>>>,
+}
+
+/// A recorder fed from the room: the frames of an encode (when it has video) and the
+/// full mix, as the mixer listener `listener`.
+pub(super) struct Tap {
+    recorder: Arc<Recorder>,
+    encode: Option<EncodeKey>,
+    listener: Arc<str>,
+}
+
+impl Tap {
+    /// A tap of `encode` and the mix into `recorder`; `listener` is its key at the
+    /// mixer (unique in the room).
+    pub fn new(recorder: Arc<Recorder>, encode: Option<EncodeKey>, listener: String) -> Self {
+        Self { recorder, encode, listener: Arc::from(listener) }
+    }
+
+    /// The recorder, once the tap is detached.
+    pub fn into_recorder(self) -> Arc<Recorder> {
+        self.recorder
+    }
 }
 
 /// The running pipelines of a room.
@@ -63,8 +84,15 @@ pub(super) struct RoomMedia {
 pub(super) struct ActiveRecording {
     pub started: RecordingStarted,
     pub recorder: Arc<Recorder>,
+    /// What feeds it.
+    tap: Tap,
+}
+
+impl ActiveRecording {
     /// The encode it records, when it has video.
-    pub encode: Option<EncodeKey>,
+    pub fn encode(&self) -> Option<EncodeKey> {
+        self.tap.encode
+    }
 }
 
 /// The name of an encode in the pipeline (and logs).
@@ -114,9 +142,9 @@ impl RoomMedia {
             bitrate_bps: tier.bitrate_bps,
         };
         let feed = new_feed();
-        let tap: Arc<Mutex<Option<Arc<Recorder>>>> = Arc::new(Mutex::new(None));
+        let taps: Arc<Mutex<Vec<Arc<Recorder>>>> = Arc::default();
         let packetizer = Mutex::new(FramePacketizer::new(key.codec, tier.fps));
-        let (to_feed, to_tap) = (feed.clone(), Arc::clone(&tap));
+        let (to_feed, to_taps) = (feed.clone(), Arc::clone(&taps));
         let first = std::sync::atomic::AtomicBool::new(true);
         let label_dbg = encode_label(key, tiers);
         let sink: FrameSink = Arc::new(move |frame: EncodedFrame| {
@@ -128,7 +156,7 @@ impl RoomMedia {
                     "first frame of an encode"
                 );
             }
-            if let Some(recorder) = to_tap.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            for recorder in to_taps.lock().unwrap_or_else(|p| p.into_inner()).iter() {
                 recorder.push_video(frame.captured_ns, &frame.data, frame.duration, frame.keyframe);
             }
             let packetized =
@@ -141,7 +169,7 @@ impl RoomMedia {
         let label = encode_label(key, tiers);
         let video = self.ensure_video(room, config)?;
         tokio::task::block_in_place(|| video.add_output(&label, &spec, sink))?;
-        self.encodes.insert(key, Encode { feed, tap });
+        self.encodes.insert(key, Encode { feed, taps });
         Ok(())
     }
 
@@ -175,6 +203,29 @@ impl RoomMedia {
         }
     }
 
+    /// Feeds `tap`'s recorder from its encode (which must run) and the full mix.
+    pub fn attach(&mut self, tap: &Tap, config: &MediaConfig) {
+        if let Some(encode) = tap.encode.and_then(|k| self.encodes.get(&k)) {
+            encode.taps.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::clone(&tap.recorder));
+        }
+        // The mixer emits a tick's frame about one jitter-buffer depth after its audio
+        // arrived; stamping it that much earlier lines it up with the video.
+        let audio_delay_ns = u64::from(config.audio_jitter_ms) * 1_000_000;
+        let recorder = Arc::clone(&tap.recorder);
+        let output = move |frame: Bytes| {
+            recorder.push_audio(Recorder::clock_now_ns().saturating_sub(audio_delay_ns), frame);
+        };
+        self.audio.send(AudioCommand::AddListener(Arc::clone(&tap.listener), Box::new(output)));
+    }
+
+    /// Stops feeding `tap`'s recorder.
+    pub fn detach(&mut self, tap: &Tap) {
+        if let Some(encode) = tap.encode.and_then(|k| self.encodes.get(&k)) {
+            encode.taps.lock().unwrap_or_else(|p| p.into_inner()).retain(|r| !Arc::ptr_eq(r, &tap.recorder));
+        }
+        self.audio.send(AudioCommand::RemoveListener(Arc::clone(&tap.listener)));
+    }
+
     /// Starts recording `encode` (when the room has video; it must run) and the full
     /// mix.
     pub fn start_recording(
@@ -199,17 +250,9 @@ impl RoomMedia {
                 return Err(RecordingError::Media(e.to_string()));
             }
         };
-        if let Some(tap) = encode.and_then(|k| self.encodes.get(&k)).map(|e| &e.tap) {
-            *tap.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&recorder));
-        }
-        // The mixer emits a tick's frame about one jitter-buffer depth after its audio
-        // arrived; stamping it that much earlier lines it up with the video.
-        let audio_delay_ns = u64::from(config.audio_jitter_ms) * 1_000_000;
-        let audio_recorder = Arc::clone(&recorder);
-        let output = move |frame: Bytes| {
-            audio_recorder.push_audio(Recorder::clock_now_ns().saturating_sub(audio_delay_ns), frame);
-        };
-        self.audio.send(AudioCommand::AddListener(MixListener::Recording.key(), Box::new(output)));
+        let encode = encode.filter(|_| format.is_some());
+        let tap = Tap { recorder: Arc::clone(&recorder), encode, listener: MixListener::Recording.key() };
+        self.attach(&tap, config);
         let started_at_ms =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let started = RecordingStarted {
@@ -220,18 +263,14 @@ impl RoomMedia {
             started_at_ms,
         };
         tracing::info!(room, file = started.file, video = started.video, "recording started");
-        self.recording =
-            Some(ActiveRecording { started: started.clone(), recorder, encode: encode.filter(|_| format.is_some()) });
+        self.recording = Some(ActiveRecording { started: started.clone(), recorder, tap });
         Ok(started)
     }
 
     /// Disconnects the running recording from the room's media, for finalizing.
     pub fn detach_recording(&mut self) -> Option<ActiveRecording> {
         let active = self.recording.take()?;
-        if let Some(encode) = active.encode.and_then(|k| self.encodes.get(&k)) {
-            encode.tap.lock().unwrap_or_else(|p| p.into_inner()).take();
-        }
-        self.audio.send(AudioCommand::RemoveListener(MixListener::Recording.key()));
+        self.detach(&active.tap);
         Some(active)
     }
 }

@@ -4,6 +4,7 @@
 pub mod budget;
 mod core;
 mod join;
+pub mod live;
 mod media;
 pub mod notice;
 mod participant;
@@ -18,6 +19,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::Serialize;
+
+use crate::rtc::offer::OfferSummary;
 
 /// A validated room name (`^[A-Za-z0-9_-]{1,64}$`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -130,8 +133,12 @@ pub struct RoomState {
     pub speaker: Option<String>,
     /// The running recording, if any.
     pub recording: Option<serde_json::Value>,
-    /// Participants in join order.
+    /// Participants in join order (WHEP viewers are not participants).
     pub participants: Vec<ParticipantInfo>,
+    /// WHEP viewers watching.
+    pub viewers: usize,
+    /// Live streams out (RTMP), their keys masked.
+    pub streams: Vec<live::StreamInfo>,
 }
 
 /// What `GET /rooms` shows of a room.
@@ -141,6 +148,9 @@ pub struct RoomSummary {
     pub room: String,
     /// Participant count.
     pub participants: usize,
+    /// WHEP viewer count (not listed: `GET /rooms` keeps the contract's shape).
+    #[serde(skip)]
+    pub viewers: usize,
     /// Whether it is being recorded.
     pub recording: bool,
     /// What runs in it, for admission control.
@@ -160,6 +170,32 @@ pub struct JoinRequest {
     pub owner: Option<String>,
     /// The quality asked for (`?quality=`).
     pub quality: crate::media::tier::Quality,
+    /// How it takes part.
+    pub role: Role,
+}
+
+/// How a peer takes part in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A conference participant (`/rooms/{room}/join`): each m-line's direction as
+    /// offered.
+    Participant,
+    /// A WHIP publisher: a cell and a voice, receiving nothing.
+    Publisher,
+    /// A WHEP viewer: the composite and the full mix; no cell, not listed among the
+    /// participants, and the room must exist already.
+    Viewer,
+}
+
+impl Role {
+    /// The offer as this role uses it (see [`OfferSummary::publish_only`]).
+    pub fn restrict(self, offer: OfferSummary) -> Result<OfferSummary, crate::rtc::offer::OfferError> {
+        match self {
+            Self::Participant => Ok(offer),
+            Self::Publisher => offer.publish_only(),
+            Self::Viewer => offer.receive_only(),
+        }
+    }
 }
 
 /// A successful join.
@@ -192,6 +228,12 @@ pub enum JoinError {
     /// The join would take the server past its CPU budget.
     #[error(transparent)]
     OverBudget(#[from] budget::OverBudget),
+    /// A viewer asked for a room that does not exist.
+    #[error("unknown room")]
+    UnknownRoom,
+    /// The room has `max_viewers_per_room` viewers.
+    #[error("room has its maximum of {0} viewers")]
+    ViewersFull(usize),
     /// The room's media could not be set up.
     #[error("media setup failed: {0}")]
     Media(String),

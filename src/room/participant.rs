@@ -33,6 +33,8 @@ pub(super) struct Participant {
     pub readers: Vec<JoinHandle<()>>,
     /// What a moderator muted.
     pub muted: super::Muted,
+    /// A WHEP viewer: watches, is no participant of the grid or the state's list.
+    pub viewer: bool,
 }
 
 impl Participant {
@@ -49,6 +51,7 @@ impl Participant {
             sent: (0, Instant::now(), 0.0),
             readers: Vec::new(),
             muted: super::Muted::default(),
+            viewer: false,
         }
     }
 

@@ -17,24 +17,61 @@ pub(super) async fn read_video(track: Arc<TrackRemote>, input: VideoInput) {
     }
 }
 
-/// Forwards a publisher's Opus payloads to the mixer.
+/// Forwards a publisher's Opus payloads to the mixer, with the level the client
+/// measured when it sends the RFC 6464 header.
 pub(super) async fn read_audio(
     track: Arc<TrackRemote>,
     source: Arc<str>,
     mixer: std::sync::mpsc::Sender<AudioCommand>,
 ) {
     let _live = GaugeGuard::new(&metrics::TRACK_READERS);
+    // The extension's id is negotiated: the track knows it once media flows.
+    let mut level_id: Option<u8> = None;
     while let Ok((packet, _)) = track.read_rtp().await {
         if packet.payload.is_empty() {
             continue;
         }
+        if level_id.is_none() && packet.header.extension {
+            level_id = audio_level_id(&track);
+        }
+        let client_level =
+            level_id.and_then(|id| packet.header.get_extension(id)).and_then(|raw| parse_audio_level(&raw));
         let command = AudioCommand::Packet {
             source: Arc::clone(&source),
             seq: packet.header.sequence_number,
             payload: packet.payload,
+            client_level,
         };
         if mixer.send(command).is_err() {
             break;
         }
+    }
+}
+
+/// The negotiated id of the `ssrc-audio-level` extension on this track.
+fn audio_level_id(track: &TrackRemote) -> Option<u8> {
+    let params = track.params();
+    let ext = params.header_extensions.iter().find(|e| e.uri == crate::rtc::codecs::AUDIO_LEVEL_URI)?;
+    u8::try_from(ext.id).ok()
+}
+
+/// The level (dBov, 0 loudest to -127) of an RFC 6464 extension element (one or two
+/// bytes: V flag and level, then padding); `None` when it is empty.
+pub(crate) fn parse_audio_level(raw: &[u8]) -> Option<i8> {
+    let level = raw.first()? & 0x7f;
+    Some(-(level as i8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_audio_level;
+
+    #[test]
+    fn audio_level_elements_are_read_as_dbov() {
+        assert_eq!(parse_audio_level(&[0x80 | 30]), Some(-30), "voice flag set");
+        assert_eq!(parse_audio_level(&[30, 0]), Some(-30), "two-byte form, padded");
+        assert_eq!(parse_audio_level(&[127]), Some(-127), "silence");
+        assert_eq!(parse_audio_level(&[0]), Some(0));
+        assert_eq!(parse_audio_level(&[]), None);
     }
 }

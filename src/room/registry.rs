@@ -12,12 +12,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::budget::{self, RoomLoad};
+use super::live::{StreamError, StreamInfo};
 use super::task::{RoomCommand, RoomEvent, RoomTask};
 use super::{
     JoinAnswer, JoinError, JoinRequest, LeaveError, ParticipantId, RecordingError, RecordingStarted, RecordingStopped,
     RoomName, RoomState, RoomSummary,
 };
 use crate::config::Config;
+use crate::media::codec::VideoCodec;
 use crate::recordings::RecordingStore;
 use crate::rtc::engine::RtcEngine;
 
@@ -153,8 +155,9 @@ impl Rooms {
         super::join::join(self, room, request).await
     }
 
-    /// Holds `room` open for one join, starting the room when it does not exist.
-    pub(super) fn hold_for_join(self: &Arc<Self>, room: &RoomName) -> Result<PendingJoin, JoinError> {
+    /// Holds `room` open for one join, starting the room when it does not exist
+    /// (unless `create` is false: a viewer's room must exist).
+    pub(super) fn hold_for_join(self: &Arc<Self>, room: &RoomName, create: bool) -> Result<PendingJoin, JoinError> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(JoinError::ShuttingDown);
         }
@@ -171,6 +174,9 @@ impl Rooms {
             });
         }
         rooms.remove(room);
+        if !create {
+            return Err(JoinError::UnknownRoom);
+        }
         let max = self.ctx.config.server.max_rooms;
         if rooms.len() >= max {
             return Err(JoinError::ServerFull(max));
@@ -181,6 +187,7 @@ impl Rooms {
         let summary = Arc::new(Mutex::new(RoomSummary {
             room: room.to_string(),
             participants: 0,
+            viewers: 0,
             recording: false,
             load: RoomLoad::default(),
         }));
@@ -311,6 +318,38 @@ impl Rooms {
     /// Stops a room's recording and finalizes the file.
     pub async fn stop_recording(&self, room: &RoomName) -> Result<RecordingStopped, RecordingError> {
         self.ask(room, |reply| RoomCommand::StopRecording { reply }).await.unwrap_or(Err(RecordingError::NotRecording))
+    }
+
+    /// Checks that a participant or viewer is in the room and `by` may act on it
+    /// (as for [`Self::leave`]).
+    pub async fn check_member(
+        &self,
+        room: &RoomName,
+        id: &ParticipantId,
+        by: Option<String>,
+    ) -> Result<(), LeaveError> {
+        let id = id.clone();
+        self.ask(room, |reply| RoomCommand::CheckMember { id, by, reply })
+            .await
+            .unwrap_or(Err(LeaveError::UnknownParticipant))
+    }
+
+    /// Starts a live stream of the room's mix to an RTMP `url`.
+    pub async fn start_stream(&self, room: &RoomName, url: String) -> Result<StreamInfo, StreamError> {
+        // Like an MP4 recording, a stream needs the first tier's H.264 encode.
+        let load = self.room_load(room).ok_or(StreamError::UnknownRoom)?;
+        let encode = self.ctx.config.media.tiers().first().map(|t| budget::EncodeLoad::of(VideoCodec::H264, t));
+        let needed = match encode {
+            Some(encode) if load.video && !load.encodes.contains(&encode) => encode.cores(),
+            _ => 0.0,
+        };
+        let _hold = self.admit(needed).map_err(StreamError::OverBudget)?;
+        self.ask(room, |reply| RoomCommand::StartStream { url, reply }).await.unwrap_or(Err(StreamError::UnknownRoom))
+    }
+
+    /// Stops a live stream.
+    pub async fn stop_stream(&self, room: &RoomName, id: String) -> Result<StreamInfo, StreamError> {
+        self.ask(room, |reply| RoomCommand::StopStream { id, reply }).await.unwrap_or(Err(StreamError::UnknownStream))
     }
 
     /// Every room with participants, by name. Never waits on a room.

@@ -75,8 +75,17 @@ pub fn h264_fmtp(profile_level_id: &str) -> String {
     format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile_level_id}")
 }
 
-/// Registers Opus, VP8 and the H.264 variants.
+/// RFC 6464: the level of each audio packet, measured by the client before encoding.
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+/// Registers Opus, VP8 and the H.264 variants, and the audio level header extension
+/// (answered when offered: its levels rank the active speaker).
 pub fn register(media: &mut MediaEngine) -> Result<(), webrtc::Error> {
+    media.register_header_extension(
+        webrtc::rtp_transceiver::rtp_codec::RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL_URI.to_owned() },
+        RTPCodecType::Audio,
+        None,
+    )?;
     media.register_codec(
         RTCRtpCodecParameters { capability: opus_capability(), payload_type: OPUS_PAYLOAD_TYPE, ..Default::default() },
         RTPCodecType::Audio,

@@ -31,6 +31,15 @@ impl Direction {
     pub fn receives(self) -> bool {
         matches!(self, Self::SendRecv | Self::RecvOnly)
     }
+
+    /// Its SDP attribute.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            Self::SendRecv => "sendrecv",
+            Self::SendOnly => "sendonly",
+            Self::RecvOnly => "recvonly",
+        }
+    }
 }
 
 /// The usable video m-line of an offer.
@@ -69,6 +78,31 @@ impl OfferSummary {
     pub fn received_video(&self) -> Option<&VideoFormat> {
         self.video.as_ref().filter(|v| v.direction.receives()).map(|v| &v.format)
     }
+
+    /// The offer as a WHIP publisher's: every m-line only publishes (a `sendrecv`
+    /// one is answered `recvonly`, so the publisher receives nothing).
+    pub fn publish_only(mut self) -> Result<Self, OfferError> {
+        self.restrict(Direction::SendOnly, Direction::RecvOnly)?;
+        Ok(self)
+    }
+
+    /// The offer as a WHEP viewer's: every m-line only receives.
+    pub fn receive_only(mut self) -> Result<Self, OfferError> {
+        self.restrict(Direction::RecvOnly, Direction::SendOnly)?;
+        Ok(self)
+    }
+
+    /// Turns `sendrecv` lines into `to`; a line in the `refused` direction is an error.
+    fn restrict(&mut self, to: Direction, refused: Direction) -> Result<(), OfferError> {
+        let video = self.video.as_mut().map(|v| &mut v.direction);
+        for direction in [self.audio.as_mut(), video].into_iter().flatten() {
+            if *direction == refused {
+                return Err(OfferError::WrongDirection(refused));
+            }
+            *direction = to;
+        }
+        Ok(())
+    }
 }
 
 /// Why an offer cannot be used.
@@ -80,6 +114,9 @@ pub enum OfferError {
     /// Parseable, but no audio/video m-line is active.
     #[error("the offer has no active audio or video m-line")]
     NoMedia,
+    /// An m-line goes the wrong way for the endpoint (WHIP publishes, WHEP watches).
+    #[error("this endpoint takes no {} m-line", .0.attribute())]
+    WrongDirection(Direction),
     /// Media present, but none in a codec the server mixes.
     #[error(
         "no supported codec in the offer (audio needs Opus/48000; video needs VP8/90000 or H264/90000 with \
@@ -100,7 +137,10 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, OfferError> {
     let mut any_media = false;
     for media in &parsed.media_descriptions {
         let kind = media.media_name.media.as_str();
-        if (kind != "audio" && kind != "video") || media.media_name.port.value == 0 {
+        // Port 0 rejects an m-line, unless it is `bundle-only` (RFC 8843): then it
+        // rides on the bundle's transport (webrtcbin and other max-bundle offerers).
+        let bundle_only = media.attributes.iter().any(|a| a.key == "bundle-only");
+        if (kind != "audio" && kind != "video") || (media.media_name.port.value == 0 && !bundle_only) {
             continue;
         }
         let direction =
@@ -246,6 +286,33 @@ mod tests {
         let vp8_first = CHROME_H264_FIRST.replace("SAVPF 102 103 104 96 97", "SAVPF 96 97 102 103 104");
         let s = inspect_offer(&offer(&vp8_first)).unwrap();
         assert_eq!(s.video.unwrap().format.codec, VideoCodec::Vp8);
+    }
+
+    #[test]
+    fn a_bundle_only_line_is_active_despite_its_port_0() {
+        let bundled = AUDIO.replace("m=audio 9", "m=audio 0") + "a=bundle-only\r\n";
+        let s = inspect_offer(&offer(&format!("{VIDEO}{bundled}"))).unwrap();
+        assert_eq!(s.audio, Some(Direction::SendRecv));
+        let rejected = AUDIO.replace("m=audio 9", "m=audio 0");
+        let s = inspect_offer(&offer(&format!("{VIDEO}{rejected}"))).unwrap();
+        assert_eq!(s.audio, None, "port 0 without bundle-only is a rejected line");
+    }
+
+    #[test]
+    fn whip_offers_only_publish_and_whep_offers_only_receive() {
+        let both =
+            inspect_offer(&offer("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=sendrecv\r\n"))
+                .unwrap();
+        assert_eq!(both.clone().publish_only().unwrap().audio, Some(Direction::SendOnly));
+        assert_eq!(both.receive_only().unwrap().audio, Some(Direction::RecvOnly));
+        let watching =
+            inspect_offer(&offer("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=recvonly\r\n"))
+                .unwrap();
+        assert_eq!(watching.publish_only(), Err(OfferError::WrongDirection(Direction::RecvOnly)));
+        let publishing =
+            inspect_offer(&offer("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=sendonly\r\n"))
+                .unwrap();
+        assert_eq!(publishing.receive_only().unwrap_err().to_string(), "this endpoint takes no sendonly m-line");
     }
 
     #[test]

@@ -109,6 +109,7 @@ async function checkStaticFiles() {
     ["/room.js", ["text/javascript", "application/javascript"]],
     ["/local.js", ["text/javascript", "application/javascript"]],
     ["/recordings.js", ["text/javascript", "application/javascript"]],
+    ["/live.js", ["text/javascript", "application/javascript"]],
     ["/style.css", ["text/css"]],
     ["/favicon.svg", ["image/svg+xml"]],
   ];
@@ -325,6 +326,48 @@ async function rejoinInARow(p, room) {
 }
 
 /**
+ * The brightest channel at each point (fractions of the width and height) of the
+ * picture `p` receives, drawn from its remote <video> into a canvas.
+ */
+async function receivedPicture(p, points) {
+  return p.page.evaluate((points) => {
+    const v = document.getElementById("remote-video");
+    const c = document.createElement("canvas");
+    c.width = v.videoWidth;
+    c.height = v.videoHeight;
+    const g = c.getContext("2d");
+    g.drawImage(v, 0, 0);
+    return points.map(([x, y]) => {
+      const d = g.getImageData(Math.round(x * (c.width - 1)), Math.round(y * (c.height - 1)), 1, 1).data;
+      return Math.max(d[0], d[1], d[2]);
+    });
+  }, points);
+}
+
+/** The loudest 20 ms RMS of what `p` hears over `ms` (Web Audio on the mix it plays). */
+async function receivedLoudness(p, ms) {
+  return p.page.evaluate(async (ms) => {
+    const stream = document.getElementById("remote-audio").srcObject;
+    const ctx = new AudioContext();
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 1024;
+    ctx.createMediaStreamSource(stream).connect(analyser);
+    const buf = new Float32Array(analyser.fftSize);
+    let loudest = 0;
+    const end = performance.now() + ms;
+    while (performance.now() < end) {
+      analyser.getFloatTimeDomainData(buf);
+      let sum = 0;
+      for (const v of buf) sum += v * v;
+      loudest = Math.max(loudest, Math.sqrt(sum / buf.length));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await ctx.close();
+    return loudest;
+  }, ms);
+}
+
+/**
  * The room's controls, as a moderator on an open server uses them: the layout
  * buttons (also from the keyboard), the active speaker marked in the list (both pages
  * send Chromium's fake beep), muting someone else, and the page's own microphone
@@ -335,8 +378,22 @@ async function checkRoomControls(room, p1, p2) {
     .filter((b) => !b.hidden && !(b.getAttribute("aria-label") || b.textContent).trim()).map((b) => b.outerHTML));
   check(unnamed.length === 0, `buttons without an accessible name: ${unnamed.join(" ")}`);
 
+  // A point left of the middle: inside the left picture of a grid of two, on the
+  // black bar beside the featured picture of the speaker layout (16:9 or 4:3).
+  const side = [[0.06, 0.5]];
+  await waitFor("page1: the grid arrives (left picture lit)", async () => {
+    const lit = await receivedPicture(p1, side);
+    return { ok: lit[0] > 40, detail: lit };
+  }, 10_000);
   await p1.page.click("#layout-speaker");
   await waitFor("room state: speaker layout", async () => (await roomState(room)).body.layout === "speaker", 5000);
+  await waitFor("page1: the received picture changes to the speaker layout", async () => {
+    const [bar, main] = await receivedPicture(p1, [side[0], [0.5, 0.375]]);
+    return { ok: bar < 30 && main > 40, detail: { bar, main } };
+  }, 10_000);
+  const speakerShot = path.join(artifacts, "speaker-layout.png");
+  await p1.page.screenshot({ path: speakerShot, fullPage: true });
+  log(`screenshot ${speakerShot}`);
   await waitFor("page1: the speaker layout arrives by the event stream",
     async () => (await state(p1)).layout === "speaker", 5000);
   check(await p1.page.getAttribute("#layout-speaker", "aria-pressed") === "true", "Speaker button not pressed");
@@ -364,14 +421,36 @@ async function checkRoomControls(room, p1, p2) {
     return { ok: b && b.muted && !b.muted.audio, detail: b };
   }, 5000);
 
-  // Bob switches his microphone off and on: no renegotiation, the call goes on.
+  // Bob switches his microphone off and on: no renegotiation, the call goes on, and
+  // Alice (who hears only Bob: mix-minus) hears his fake microphone's beeps drop.
+  const before = await receivedLoudness(p1, 2500);
   await p2.page.click("#mic-toggle");
   let s2 = await state(p2);
   check(!s2.sending.audio && await p2.page.getAttribute("#mic-toggle", "aria-pressed") === "false",
     `microphone still on after the switch: ${JSON.stringify(s2.sending)}`);
+  await new Promise((r) => setTimeout(r, 500));
+  const muted = await receivedLoudness(p1, 2500);
+  check(before > 0.01 && muted < before / 5,
+    `page1's received audio did not drop when page2 switched its microphone off: ${before.toFixed(4)} -> ${muted.toFixed(4)}`);
+  log(`page1 hears page2 at ${before.toFixed(3)} RMS, ${muted.toFixed(4)} with its microphone off`);
   await p2.page.click("#mic-toggle");
   s2 = await state(p2);
   check(s2.sending.audio && s2.connectionState === "connected", `microphone not back on: ${JSON.stringify(s2.sending)}`);
+
+  // Bob shares his screen (Chromium's fake display capture) in place of his camera,
+  // then stops: the call stays connected, no renegotiation.
+  await p2.page.click("#share-screen");
+  await waitFor("page2: sharing its screen", async () => {
+    const s = await state(p2);
+    return { ok: s.sending.screen && s.connectionState === "connected", detail: s.sending };
+  }, 10_000);
+  check(await p2.page.getAttribute("#share-screen", "aria-pressed") === "true", "Share screen button not pressed");
+  await p2.page.click("#share-screen");
+  await waitFor("page2: back to its camera", async () => {
+    const s = await state(p2);
+    return { ok: !s.sending.screen && s.connectionState === "connected", detail: s.sending };
+  }, 5000);
+  log("page2 shared its screen and stopped");
 
   // Bob picks another microphone: the track is replaced, the call goes on.
   const mics = await p2.page.$$eval("#mic-device option", (os) => os.map((o) => o.value));
@@ -386,6 +465,19 @@ async function checkRoomControls(room, p1, p2) {
     check((await state(p2)).connectionState === "connected", "page2 disconnected after switching microphones");
     log(`page2 switched microphone (${mics.length} listed)`);
   }
+
+  // Alice goes live to an RTMP server that is not there: the stream is listed and
+  // retried (its state arrives by the event stream), and her Stop button ends it.
+  await p1.page.fill("#live-url", "rtmp://127.0.0.1:1/live/e2e");
+  await p1.page.getByRole("button", { name: "Go live" }).click();
+  await waitFor("page1: the stream is listed, retrying", async () => {
+    const text = await p1.page.textContent("#live-streams");
+    return { ok: /Retrying|Failed/.test(text) && text.includes("/live/****"), detail: text };
+  }, 10_000);
+  await p1.page.getByRole("button", { name: "Stop the stream to rtmp://127.0.0.1:1/live/****" }).click();
+  await waitFor("page1: the stream is gone", async () =>
+    (await p1.page.locator("#live-streams li").count()) === 0 && (await roomState(room)).body.streams.length === 0, 5000);
+  log("page1 went live to a dead RTMP server and stopped it");
 
   // Back to the grid from the keyboard.
   await p1.page.focus("#layout-grid");

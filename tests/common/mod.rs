@@ -2,6 +2,9 @@
 //! colour and tone checks.
 #![allow(dead_code)]
 
+pub mod rtmp;
+pub mod webrtcbin;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

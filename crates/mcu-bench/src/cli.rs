@@ -39,8 +39,8 @@ struct AllArgs {
     /// Shorter windows (a smoke run; the figures are noisier).
     #[arg(long)]
     quick: bool,
-    /// Only these parts (comma-separated: connect, mixing, join, profile, limit,
-    /// capacity, audio); the others keep their figures from docs/bench/results.json.
+    /// Only these parts (comma-separated: connect, encode, labels, whep, mixing, join,
+    /// profile, limit, capacity, audio); the others keep their figures from docs/bench/results.json.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Keep the work directory (server and Janus configuration, Janus log).

@@ -273,6 +273,13 @@ pub fn tables(r: &Results) -> String {
         let _ = writeln!(s);
     }
 
+    if let Some(labels) = &r.labels {
+        let _ = writeln!(s, "{}", super::labels::markdown(labels));
+    }
+    if let Some(whep) = &r.whep {
+        let _ = writeln!(s, "{}", super::whep::markdown(whep));
+    }
+
     let _ = writeln!(s, "### 5. Memory\n");
     let _ = writeln!(s, "| state | server RSS (MiB) |");
     let _ = writeln!(s, "|---|---:|");

@@ -104,6 +104,12 @@ pub struct Results {
     /// When the encoder runs were made (UTC).
     #[serde(default)]
     pub encode_date: String,
+    /// What the name labels cost.
+    #[serde(default)]
+    pub labels: Option<super::labels::LabelCost>,
+    /// Many WHEP viewers of one room.
+    #[serde(default)]
+    pub whep: Option<super::whep::WhepLoad>,
 }
 
 impl Results {
@@ -141,6 +147,12 @@ impl Results {
         if !measured("encode") {
             self.encode = earlier.encode;
             self.encode_date = earlier.encode_date;
+        }
+        if !measured("labels") {
+            self.labels = earlier.labels;
+        }
+        if !measured("whep") {
+            self.whep = earlier.whep;
         }
     }
 
@@ -258,8 +270,8 @@ pub(super) fn passes(w: &Window) -> bool {
 }
 
 /// Runs every measurement.
-/// Runs the parts in `only` (all when empty): connect, encode, mixing, join, profile,
-/// limit, capacity, audio.
+/// Runs the parts in `only` (all when empty): connect, encode, labels, whep, mixing,
+/// join, profile, limit, capacity, audio.
 pub async fn all(media_dir: &Path, work: &Path, timing: Timing, only: &[String]) -> Result<Results, String> {
     let want = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
     let mut r = Results { machine: machine(), date: date(), ..Default::default() };
@@ -280,6 +292,19 @@ pub async fn all(media_dir: &Path, work: &Path, timing: Timing, only: &[String])
         eprintln!("bench: [0/5] one encode per tier, codec and encoder: cores, bitrate, PSNR/SSIM");
         r.encode = tokio::task::spawn_blocking(super::encode::measure_all).await.map_err(|e| e.to_string())??;
         r.encode_date = date();
+    }
+    if want("labels") {
+        eprintln!("bench: [0/5] name labels: rasterising, redrawing, compositing");
+        let when = date();
+        r.labels = Some(
+            tokio::task::spawn_blocking(move || super::labels::measure(when)).await.map_err(|e| e.to_string())??,
+        );
+    }
+    if want("whep") {
+        eprintln!("bench: [0/5] WHEP viewers of one room: 1, 10, 50");
+        let server = Server::start(work)?;
+        sleep(1.0).await;
+        r.whep = Some(super::whep::measure(&server.url, server.pid(), date()).await?);
     }
     if !["mixing", "join", "profile", "limit", "capacity", "audio"].iter().any(|p| want(p)) {
         return Ok(r);

@@ -34,9 +34,14 @@ impl RoomTask {
                 }
                 Action::Layout(cells) => {
                     if let Some(video) = &mut media.video {
-                        let placed: Vec<(&str, crate::layout::Rect)> =
-                            cells.iter().map(|(id, rect)| (id.as_str(), *rect)).collect();
-                        video.set_layout(&placed);
+                        let participants = &self.participants;
+                        let name_of = |id: &str| {
+                            participants.iter().find(|p| p.id.as_str() == id).map_or("", |p| p.name.as_str())
+                        };
+                        let placed: Vec<(&str, crate::layout::Rect, &str)> =
+                            cells.iter().map(|(id, rect)| (id.as_str(), *rect, name_of(id.as_str()))).collect();
+                        // New name tags start and old ones stop: brief blocking calls.
+                        tokio::task::block_in_place(|| video.set_layout(&placed));
                     }
                 }
                 Action::Pli(id) => {

@@ -10,40 +10,42 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
-use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 
 mod actions;
+mod admission;
 mod moderation;
 mod recording;
+mod state;
+mod streams;
 
-use super::budget::EncodeLoad;
 use super::core::{EncodeKey, Input, LayoutChoice, LayoutError, QualityError, RoomCore};
 use super::join::Reservation;
-use super::media::{RoomMedia, audio_track, finalize, recording_state, track_output};
+use super::live::{StreamError, StreamInfo};
+use super::media::{RoomMedia, audio_track, finalize};
 use super::notice::{Notices, Subscription};
 use super::participant::Participant;
 use super::readers::{read_audio, read_video};
 use super::registry::{RoomSlot, Rooms, ServerContext};
 use super::{
-    JoinError, LeaveError, ParticipantId, ParticipantInfo, ReceiveInfo, RecordingError, RecordingStarted,
-    RecordingStopped, RoomState, UpdateError,
+    JoinError, LeaveError, ParticipantId, ParticipantInfo, RecordingError, RecordingStarted, RecordingStopped, Role,
+    RoomState, UpdateError,
 };
 use crate::media::audio::AudioCommand;
 use crate::media::codec::VideoCodec;
 use crate::media::recorder::Container;
 use crate::media::speaker::VoiceLevel;
 use crate::media::tier::Quality;
-use crate::rtc::codecs::video_capability;
 use crate::rtc::forward::{ForwardEvent, Forwarder};
 use crate::rtc::offer::OfferSummary;
-use crate::rtc::peer::{self, OutgoingTracks, Peer, PeerEvent};
+use crate::rtc::peer::{self, Peer, PeerEvent};
 
 /// Requests to a room.
 pub(super) enum RoomCommand {
     /// Reserve a place for a join and hand out the tracks to negotiate with.
     Reserve {
         summary: OfferSummary,
+        role: Role,
         reply: oneshot::Sender<Result<Reservation, JoinError>>,
     },
     /// Admit a negotiated peer into its reserved place.
@@ -90,6 +92,20 @@ pub(super) enum RoomCommand {
     StopRecording {
         reply: oneshot::Sender<Result<RecordingStopped, RecordingError>>,
     },
+    /// Checks that a participant or viewer is here and `by` may act on it.
+    CheckMember {
+        id: ParticipantId,
+        by: Option<String>,
+        reply: oneshot::Sender<Result<(), LeaveError>>,
+    },
+    StartStream {
+        url: String,
+        reply: oneshot::Sender<Result<StreamInfo, StreamError>>,
+    },
+    StopStream {
+        id: String,
+        reply: oneshot::Sender<Result<StreamInfo, StreamError>>,
+    },
     /// Server shutdown: close every peer and stop.
     Close,
 }
@@ -102,6 +118,7 @@ pub(super) struct Admission {
     pub name: Option<String>,
     pub owner: Option<String>,
     pub quality: Quality,
+    pub role: Role,
 }
 
 /// Things that happen to the room, from callbacks, media threads and joins.
@@ -115,6 +132,11 @@ pub(super) enum RoomEvent {
     JoinEnded(Option<ParticipantId>),
     /// The mixer's voice levels (every 200 ms).
     VoiceLevels(Vec<VoiceLevel<ParticipantId>>),
+    /// A recording with no video keyframe yet, or a live stream's regular keyframe:
+    /// force one of the encode at once.
+    EncodeNeedsKeyframe(EncodeKey),
+    /// A live stream went live, failed, or is due for a retry.
+    Stream(streams::StreamEvent),
 }
 
 /// A place held for a join being negotiated.
@@ -143,6 +165,8 @@ pub(super) struct RoomTask {
     media: Option<RoomMedia>,
     /// The event stream's subscribers.
     notices: Notices,
+    /// Live streams out, in start order.
+    streams: Vec<streams::LiveStream>,
     /// Whether `recording.auto` already started (or tried to start) this room's
     /// recording: a recording stopped by hand stays stopped.
     auto_recording_tried: bool,
@@ -183,6 +207,7 @@ impl RoomTask {
             shared_audio: audio_track(),
             media: None,
             notices: Notices::new(),
+            streams: Vec::new(),
             auto_recording_tried: false,
         };
         tokio::spawn(task.run(commands, events_rx))
@@ -201,7 +226,7 @@ impl RoomTask {
             }
             self.perform_actions();
             self.publish_summary();
-            if self.participants.is_empty()
+            if !self.has_participants()
                 && self.reserved.is_empty()
                 && self.rooms.close_if_idle(&self.slot.name, self.slot.generation)
             {
@@ -213,6 +238,7 @@ impl RoomTask {
         while let Some(cmd) = commands.recv().await {
             refuse(cmd);
         }
+        self.stop_all_streams();
         if let Some(active) = self.media.as_mut().and_then(RoomMedia::detach_recording) {
             // The recording is finalized before anything else goes: it is the one
             // thing that outlives the room.
@@ -231,34 +257,17 @@ impl RoomTask {
         tracing::info!(room = %self.slot.name, "room closed");
     }
 
-    /// Updates the room's snapshot in place (it runs after every event, RTCP
-    /// reports included: no allocation).
-    fn publish_summary(&self) {
-        let mut summary = self.slot.summary.lock().unwrap_or_else(|p| p.into_inner());
-        let summary = &mut *summary;
-        summary.participants = self.participants.len();
-        summary.recording = self.media.as_ref().is_some_and(|m| m.recording.is_some());
-        let load = &mut summary.load;
-        load.video = self.media.as_ref().is_some_and(|m| m.video.is_some());
-        load.participants = self.participants.len();
-        load.video_publishers = self.participants.iter().filter(|p| p.video_input.is_some()).count();
-        let tiers = self.core.tiers();
-        load.encodes.clear();
-        load.encodes
-            .extend(self.core.running().filter_map(|key| Some(EncodeLoad::of(key.codec, tiers.get(key.tier)?))));
-    }
-
     fn handle_command(&mut self, cmd: RoomCommand) {
         match cmd {
-            RoomCommand::Reserve { summary, reply } => {
-                let _ = reply.send(self.reserve(&summary));
+            RoomCommand::Reserve { summary, role, reply } => {
+                let _ = reply.send(self.reserve(&summary, role));
             }
             RoomCommand::Admit { admission, reply } => {
                 let id = admission.id.clone();
                 let result = self.admit(admission);
                 match &result {
                     Ok(()) => {
-                        if let Some(p) = self.participants.last() {
+                        if let Some(p) = self.participants.last().filter(|p| !p.viewer) {
                             self.notices.send("joined", || serde_json::json!({ "participant": self.info(p) }));
                         }
                         self.maybe_start_auto_recording()
@@ -282,13 +291,14 @@ impl RoomTask {
                 let _ = reply.send(self.set_quality(&id, by, quality));
             }
             RoomCommand::State { reply } => {
-                let _ = reply.send((!self.participants.is_empty()).then(|| self.state()));
+                let _ = reply.send(self.has_participants().then(|| self.state()));
             }
             RoomCommand::Mute { id, audio, video, reply } => {
                 let _ = reply.send(self.mute(&id, audio, video));
             }
             RoomCommand::Subscribe { reply } => {
-                let subscription = (!self.participants.is_empty())
+                let subscription = self
+                    .has_participants()
                     .then(|| Subscription { state: self.state(), notices: self.notices.subscribe() });
                 let _ = reply.send(subscription);
             }
@@ -308,7 +318,7 @@ impl RoomTask {
                 // Finalizing takes a moment; the room goes on meanwhile.
                 Some(active) => {
                     self.notices.send("recording", || serde_json::json!({ "recording": null }));
-                    if let Some(key) = active.encode {
+                    if let Some(key) = active.encode() {
                         self.core.handle(std::time::Instant::now(), Input::Consumer(key, false));
                     }
                     tokio::spawn(async move {
@@ -319,44 +329,21 @@ impl RoomTask {
                     let _ = reply.send(Err(RecordingError::NotRecording));
                 }
             },
+            RoomCommand::CheckMember { id, by, reply } => {
+                let result = match self.participants.iter().find(|p| p.id == id) {
+                    Some(p) if by.is_some() && p.owner != by => Err(LeaveError::NotYours),
+                    Some(_) => Ok(()),
+                    None => Err(LeaveError::UnknownParticipant),
+                };
+                let _ = reply.send(result);
+            }
+            RoomCommand::StartStream { url, reply } => {
+                let _ = reply.send(self.start_stream(url));
+            }
+            RoomCommand::StopStream { id, reply } => {
+                let _ = reply.send(self.stop_stream(&id));
+            }
             RoomCommand::Close => {}
-        }
-    }
-
-    fn state(&self) -> RoomState {
-        let layout = self.core.layout();
-        RoomState {
-            room: self.slot.name.to_string(),
-            layout: layout.name(),
-            pin: layout.pin().map(ToString::to_string),
-            speaker: self.core.speaker().map(ToString::to_string),
-            recording: self.media.as_ref().and_then(|m| m.recording.as_ref()).map(recording_state),
-            participants: self.participants.iter().map(|p| self.info(p)).collect(),
-        }
-    }
-
-    fn notify_layout(&self) {
-        let layout = self.core.layout();
-        self.notices.send(
-            "layout",
-            || serde_json::json!({ "layout": layout.name(), "pin": layout.pin().map(ParticipantId::as_str) }),
-        );
-    }
-
-    fn info(&self, p: &Participant) -> ParticipantInfo {
-        let receive = self.core.receiving(&p.id).map(|r| ReceiveInfo {
-            codec: r.codec,
-            quality: self.core.tiers().get(r.tier).map(|t| t.name.clone()).unwrap_or_default(),
-            auto: r.auto,
-        });
-        ParticipantInfo {
-            id: p.id.to_string(),
-            name: p.name.clone(),
-            audio: p.publishes_audio(),
-            video: p.offer.published_video().is_some(),
-            video_codec: p.offer.published_video(),
-            receive,
-            muted: p.muted,
         }
     }
 
@@ -379,104 +366,10 @@ impl RoomTask {
         Ok(self.info(p))
     }
 
-    /// Holds a place for a join and picks the tracks it will receive.
-    fn reserve(&mut self, summary: &OfferSummary) -> Result<Reservation, JoinError> {
-        let max = self.ctx.config.server.max_participants_per_room;
-        if self.participants.len() + self.reserved.len() >= max {
-            return Err(JoinError::RoomFull(max));
-        }
-        let id = ParticipantId::new();
-        // Publishers hear a mix-minus of their own; everyone else shares one encode.
-        let personal_audio = summary.audio.is_some_and(|d| d.publishes() && d.receives()).then(audio_track);
-        let mut forwarder = None;
-        let video = summary.received_video().map(|format| {
-            let capability = video_capability(format.codec, &format.fmtp);
-            let track = Arc::new(TrackLocalStaticRTP::new(capability, "mix-video".into(), "mcu-mix".into()));
-            let events = self.events.clone();
-            let pid = id.clone();
-            let on_event = Arc::new(move |event| {
-                let _ = events.send(RoomEvent::Forward(pid.clone(), event));
-            });
-            let started = Forwarder::start(Arc::clone(&track), on_event);
-            let nacks = started.nack_sink();
-            forwarder = Some(started);
-            (track, nacks)
-        });
-        let tracks =
-            OutgoingTracks { audio: personal_audio.clone().unwrap_or_else(|| Arc::clone(&self.shared_audio)), video };
-        self.reserved.insert(id.clone(), Reserved { personal_audio, forwarder });
-        Ok(Reservation { id, tracks, events: self.events.clone() })
-    }
-
-    /// Turns a negotiated peer into a participant: media inputs and outputs wired,
-    /// the core told. On failure the peer is closed and the place freed.
-    fn admit(&mut self, admission: Admission) -> Result<(), JoinError> {
-        let Some(reserved) = self.reserved.remove(&admission.id) else {
-            close_peer(admission.peer);
-            return Err(JoinError::Internal("the join's reservation was lost".into()));
-        };
-        let Admission { id, peer, summary, name, owner, quality } = admission;
-        let name = name.unwrap_or_else(|| format!("guest-{}", &id.as_str()[..6]));
-        let mut participant = Participant::new(id.clone(), name, owner, summary, peer);
-        if let Err(e) = self.wire_media(&mut participant, reserved) {
-            let peer = Arc::clone(&participant.peer);
-            tokio::spawn(async move { peer.close().await });
-            return Err(e);
-        }
-        let offer = &participant.offer;
-        let receives =
-            offer.received_video().map(|f| (f.clone(), quality, offer.video.as_ref().and_then(|v| v.max_bitrate_bps)));
-        let input = Input::Join { id: id.clone(), publishes: offer.published_video(), receives };
-        tracing::info!(room = %self.slot.name, participant = %id, name = participant.name, offer = ?participant.offer, "joined");
-        self.participants.push(participant);
-        self.core.handle(std::time::Instant::now(), input);
-        Ok(())
-    }
-
-    fn wire_media(&mut self, participant: &mut Participant, reserved: Reserved) -> Result<(), JoinError> {
-        let config = &self.ctx.config.media;
-        let room = self.slot.name.as_str();
-        if self.media.is_none() {
-            let events = self.events.clone();
-            let levels = Box::new(move |report: Vec<(Arc<str>, Option<f64>)>| {
-                let levels = report
-                    .into_iter()
-                    .map(|(id, speaking_dbfs)| VoiceLevel { id: ParticipantId::from_shared(id), speaking_dbfs })
-                    .collect();
-                let _ = events.send(RoomEvent::VoiceLevels(levels));
-            });
-            self.media = Some(RoomMedia::start(room, config, levels)?);
-        }
-        let media = self.media.as_mut().ok_or_else(|| JoinError::Internal("room media missing".into()))?;
-        if participant.offer.video.is_some() {
-            media.ensure_video(room, config).map_err(|e| JoinError::Media(e.to_string()))?;
-        }
-        if let Some(codec) = participant.offer.published_video() {
-            let events = self.events.clone();
-            let pid = participant.id.clone();
-            let needs_keyframe = Arc::new(move || {
-                let _ = events.send(RoomEvent::PublisherNeedsKeyframe(pid.clone()));
-            });
-            let video = media.ensure_video(room, config).map_err(|e| JoinError::Media(e.to_string()))?;
-            let key = participant.id.as_str().to_owned();
-            let input = tokio::task::block_in_place(|| video.add_input(&key, codec, needs_keyframe))
-                .map_err(|e| JoinError::Media(e.to_string()))?;
-            participant.video_input = Some(input);
-        }
-        participant.forwarder = reserved.forwarder;
-        if participant.publishes_audio() {
-            media.audio.send(AudioCommand::AddSource(participant.id.shared()));
-        }
-        if let Some(track) = reserved.personal_audio {
-            media.audio.send(AudioCommand::AddListener(participant.id.shared(), track_output(track)));
-        } else if participant.receives_audio() {
-            media.ensure_shared_audio(&self.shared_audio);
-        }
-        Ok(())
-    }
-
     fn remove_participant(&mut self, index: usize, reason: &str) {
-        self.notices.send("left", || serde_json::json!({ "participant": self.info(&self.participants[index]) }));
+        if !self.participants[index].viewer {
+            self.notices.send("left", || serde_json::json!({ "participant": self.info(&self.participants[index]) }));
+        }
         let layout_before = self.core.layout().clone();
         let p = self.participants.remove(index);
         tracing::info!(room = %self.slot.name, participant = %p.id, reason, "participant removed");
@@ -537,6 +430,8 @@ impl RoomTask {
             }
             RoomEvent::JoinEnded(None) => {}
             RoomEvent::VoiceLevels(levels) => self.core.handle(now, Input::VoiceLevels(levels)),
+            RoomEvent::EncodeNeedsKeyframe(key) => self.core.handle(now, Input::EncodeNeedsKeyframe(key)),
+            RoomEvent::Stream(event) => self.handle_stream_event(event),
         }
     }
 
@@ -599,6 +494,15 @@ fn refuse(cmd: RoomCommand) {
         }
         RoomCommand::StopRecording { reply } => {
             let _ = reply.send(Err(RecordingError::NotRecording));
+        }
+        RoomCommand::CheckMember { reply, .. } => {
+            let _ = reply.send(Err(LeaveError::UnknownParticipant));
+        }
+        RoomCommand::StartStream { reply, .. } => {
+            let _ = reply.send(Err(StreamError::UnknownRoom));
+        }
+        RoomCommand::StopStream { reply, .. } => {
+            let _ = reply.send(Err(StreamError::UnknownStream));
         }
         RoomCommand::Close => {}
     }

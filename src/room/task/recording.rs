@@ -3,7 +3,10 @@
 
 use super::super::core::{EncodeKey, Input};
 use super::super::{RecordingError, RecordingStarted};
-use super::RoomTask;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{RoomEvent, RoomTask};
 use crate::media::recorder::Container;
 
 impl RoomTask {
@@ -31,15 +34,44 @@ impl RoomTask {
         if result.is_ok()
             && let Some(active) = self.media.as_ref().and_then(|m| m.recording.as_ref())
         {
-            self.notices.send("recording", || serde_json::json!({ "recording": super::recording_state(active) }));
+            self.notices
+                .send("recording", || serde_json::json!({ "recording": super::super::media::recording_state(active) }));
         }
-        // The file starts at a keyframe: ask for one at once.
+        // The file starts at a keyframe: ask for one at once, and again each second
+        // until one arrives (a file without one would have no video at all).
         match (&result, encode) {
-            (Ok(_), Some(key)) => self.core.handle(std::time::Instant::now(), Input::EncodeNeedsKeyframe(key)),
+            (Ok(_), Some(key)) => {
+                self.core.handle(std::time::Instant::now(), Input::EncodeNeedsKeyframe(key));
+                self.watch_first_keyframe(key);
+            }
             (Err(_), Some(key)) => self.core.handle(std::time::Instant::now(), Input::Consumer(key, false)),
             _ => {}
         }
         result
+    }
+
+    /// Asks for the recording's keyframe again every second until its file starts;
+    /// ends with the recording.
+    fn watch_first_keyframe(&self, key: EncodeKey) {
+        let Some(recorder) =
+            self.media.as_ref().and_then(|m| m.recording.as_ref()).map(|r| Arc::downgrade(&r.recorder))
+        else {
+            return;
+        };
+        let (events, room) = (self.events.clone(), self.slot.name.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(recorder) = recorder.upgrade() else { return };
+                if recorder.started() {
+                    return;
+                }
+                tracing::warn!(room = %room, "the recording has no video keyframe after a second: asking again");
+                if events.send(RoomEvent::EncodeNeedsKeyframe(key)).is_err() {
+                    return;
+                }
+            }
+        });
     }
 
     pub(super) fn maybe_start_auto_recording(&mut self) {

@@ -75,10 +75,18 @@ pub struct ClientOptions {
     pub video_codec: VideoCodec,
     /// `?quality=` of the join (`None`: the server's default, `auto`).
     pub quality: Option<String>,
+    /// Where the offer goes: the conference join, WHIP or WHEP.
+    pub endpoint: Endpoint,
+    /// Decode the composite it receives (else only count its frames: load tests).
+    pub decode_video: bool,
     /// The camera's `videotestsrc` pattern (and any further `videotestsrc`
     /// properties): `solid-color` (in `video_color`) by default; moving content such
     /// as `smpte horizontal-speed=4` keeps an encoder near its bitrate.
     pub video_pattern: String,
+    /// The RFC 6464 audio level (0..=127, -dBov) put in every audio packet instead of
+    /// the one measured on the tone, to tell what the server reads from the header
+    /// apart from what it decodes. `None`: the measured level, as browsers send.
+    pub claimed_audio_level: Option<u8>,
 }
 
 impl Default for ClientOptions {
@@ -97,9 +105,24 @@ impl Default for ClientOptions {
             audio_only: false,
             video_codec: VideoCodec::Vp8,
             quality: None,
+            endpoint: Endpoint::Join,
+            decode_video: true,
             video_pattern: "solid-color".into(),
+            claimed_audio_level: None,
         }
     }
+}
+
+/// The endpoint a synthetic peer posts its offer to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Endpoint {
+    /// `POST /rooms/{room}/join`: a conference participant.
+    #[default]
+    Join,
+    /// `POST /whip/{room}`: a WHIP publisher.
+    Whip,
+    /// `POST /whep/{room}`: a WHEP viewer.
+    Whep,
 }
 
 /// Why a synthetic participant could not join.
@@ -199,7 +222,7 @@ impl Client {
             }
         }
         if options.receive {
-            receive::attach(&pc, Arc::clone(&received));
+            receive::attach(&pc, Arc::clone(&received), options.decode_video);
         }
 
         let offer = pc.create_offer(None).await?;
@@ -220,7 +243,11 @@ impl Client {
         if let Some(quality) = &options.quality {
             query.push(format!("quality={quality}"));
         }
-        let mut url = format!("{base_url}/rooms/{room}/join");
+        let mut url = match options.endpoint {
+            Endpoint::Join => format!("{base_url}/rooms/{room}/join"),
+            Endpoint::Whip => format!("{base_url}/whip/{room}"),
+            Endpoint::Whep => format!("{base_url}/whep/{room}"),
+        };
         if !query.is_empty() {
             url.push_str(&format!("?{}", query.join("&")));
         }
@@ -249,7 +276,7 @@ impl Client {
             )?);
         }
         if let (Some(hz), Some((track, _))) = (options.tone_hz, audio_out) {
-            senders.push(send::start_tone(track, hz, options.start_muted)?);
+            senders.push(send::start_tone(track, hz, options.start_muted, options.claimed_audio_level)?);
         }
         Ok(Self { pc, location, received, answer: body, base_url: base_url.to_owned(), senders, token: options.token })
     }

@@ -54,6 +54,29 @@ impl RgbFrame {
         }
         (n > 0).then(|| [(sum[0] / n) as u8, (sum[1] / n) as u8, (sum[2] / n) as u8])
     }
+
+    /// The studio-range luma (BT.601, 16..=235, as in the I420 the server composes)
+    /// of the `width` x `height` block at `(x, y)`, row by row; `None` when the block
+    /// is not inside the frame.
+    pub fn luma_block(&self, x: u32, y: u32, width: u32, height: u32) -> Option<Vec<u8>> {
+        if x + width > self.width || y + height > self.height {
+            return None;
+        }
+        let buffer = self.sample.buffer()?;
+        let info = gst_video::VideoInfo::from_caps(self.sample.caps()?).ok()?;
+        let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).ok()?;
+        let stride = frame.plane_stride()[0] as usize;
+        let data = frame.plane_data(0).ok()?;
+        let mut out = Vec::with_capacity((width * height) as usize);
+        for yy in y..y + height {
+            for xx in x..x + width {
+                let i = yy as usize * stride + xx as usize * 3;
+                let (r, g, b) = (f64::from(data[i]), f64::from(data[i + 1]), f64::from(data[i + 2]));
+                out.push((16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0).round() as u8);
+            }
+        }
+        Some(out)
+    }
 }
 
 /// Everything received so far.
@@ -65,6 +88,8 @@ pub struct Received {
     pub frames_decoded: AtomicU64,
     /// Video RTP packets received.
     pub video_packets: AtomicU64,
+    /// Bytes of video RTP received.
+    pub video_bytes: AtomicU64,
     /// Composite frames received (RTP marker bits), whether or not decoded yet.
     pub frames_received: AtomicU64,
     /// RTP timestamps of the last composite frames received (media time, 90 kHz).
@@ -125,12 +150,21 @@ impl Drop for Received {
     }
 }
 
-/// Decodes whatever tracks arrive on `pc` into `received`.
-pub(super) fn attach(pc: &Arc<RTCPeerConnection>, received: Arc<Received>) {
+/// Decodes whatever tracks arrive on `pc` into `received` (video only counted, not
+/// decoded, unless `decode_video`).
+pub(super) fn attach(pc: &Arc<RTCPeerConnection>, received: Arc<Received>, decode_video: bool) {
     let weak_pc = Arc::downgrade(pc);
     pc.on_track(Box::new(move |track, _, _| {
         let received = Arc::clone(&received);
         match track.kind() {
+            RTPCodecType::Video if !decode_video => {
+                tokio::spawn(async move {
+                    let h264 = track.codec().capability.mime_type.eq_ignore_ascii_case("video/h264");
+                    while let Ok((packet, _)) = track.read_rtp().await {
+                        count_video_packet(&received, &packet, h264);
+                    }
+                });
+            }
             RTPCodecType::Video => {
                 if let Err(e) = start_video_decoder(track, received, weak_pc.clone()) {
                     tracing::warn!(error = %e, "client video decoder");
@@ -217,19 +251,7 @@ fn start_video_decoder(
     }
     tokio::spawn(async move {
         while let Ok((packet, _)) = track.read_rtp().await {
-            received.video_packets.fetch_add(1, Ordering::Relaxed);
-            if packet.header.marker {
-                received.frames_received.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut stamps) = received.frame_timestamps.lock() {
-                    if stamps.len() >= 600 {
-                        stamps.pop_front();
-                    }
-                    stamps.push_back(packet.header.timestamp);
-                }
-            }
-            if if h264 { starts_h264_keyframe(&packet.payload) } else { starts_vp8_keyframe(&packet.payload) } {
-                received.keyframes.fetch_add(1, Ordering::Relaxed);
-            }
+            count_video_packet(&received, &packet, h264);
             let len = packet.marshal_size();
             if let Ok(mut buffer) = gst::Buffer::with_size(len) {
                 if let Some(b) = buffer.get_mut()
@@ -242,6 +264,25 @@ fn start_video_decoder(
         }
     });
     Ok(())
+}
+
+/// Counts a received video packet: bytes, frames (marker bits) and their media time,
+/// keyframes.
+fn count_video_packet(received: &Received, packet: &webrtc::rtp::packet::Packet, h264: bool) {
+    received.video_packets.fetch_add(1, Ordering::Relaxed);
+    received.video_bytes.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+    if packet.header.marker {
+        received.frames_received.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut stamps) = received.frame_timestamps.lock() {
+            if stamps.len() >= 600 {
+                stamps.pop_front();
+            }
+            stamps.push_back(packet.header.timestamp);
+        }
+    }
+    if if h264 { starts_h264_keyframe(&packet.payload) } else { starts_vp8_keyframe(&packet.payload) } {
+        received.keyframes.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Whether an H.264 RTP payload (RFC 6184) starts a keyframe: an IDR slice, or the

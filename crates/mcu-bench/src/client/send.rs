@@ -14,6 +14,7 @@ use gstreamer_video as gst_video;
 use webrtc::media::Sample;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 
@@ -135,11 +136,13 @@ pub(super) fn start_video(
 }
 
 /// Starts a sine tone at `hz`, Opus-encoded in 20 ms frames on its own thread;
-/// silence while `muted`.
+/// silence while `muted`. Each packet carries its RFC 6464 level (when negotiated):
+/// the frame's own, or `claimed_level`.
 pub(super) fn start_tone(
     track: Arc<TrackLocalStaticSample>,
     hz: f32,
     muted: bool,
+    claimed_level: Option<u8>,
 ) -> Result<SenderHandle, ClientError> {
     let mut encoder = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Audio)
         .map_err(|e| ClientError::Media(e.to_string()))?;
@@ -168,7 +171,9 @@ pub(super) fn start_tone(
                         duration: Duration::from_millis(20),
                         ..Default::default()
                     };
-                    let _ = runtime.block_on(track.write_sample(&sample));
+                    let level = claimed_level.unwrap_or_else(|| dbov(&pcm));
+                    let header = AudioLevelExtension { level, voice: level < 127 };
+                    let _ = runtime.block_on(track.sample_writer().with_audio_level(header).write_sample(&sample));
                 }
                 next += Duration::from_millis(20);
                 if let Some(wait) = next.checked_duration_since(Instant::now()) {
@@ -178,4 +183,10 @@ pub(super) fn start_tone(
         })
         .map_err(|e| ClientError::Media(e.to_string()))?;
     Ok(SenderHandle::Tone { stop, muted })
+}
+
+/// The RFC 6464 level of a frame: its RMS in -dBov, 0 (full scale) to 127 (silence).
+fn dbov(pcm: &[i16]) -> u8 {
+    let level = mcu::media::voice::level_dbfs(pcm);
+    (-level).round().clamp(0.0, 127.0) as u8
 }
