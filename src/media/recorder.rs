@@ -311,6 +311,14 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// Stops at once, without finalizing (a failed live stream: nothing to save).
+    /// Blocks on the state change: call from a blocking context.
+    pub fn abort(&self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
 impl Drop for Recorder {
     fn drop(&mut self) {
         // Not finished (e.g. a panic elsewhere): at least close the file.

@@ -54,8 +54,15 @@ pub async fn measure(url: &str, pid: u32, date: String) -> Result<WhepLoad, Stri
     let room = "whep-load";
     let mut publishers = Vec::new();
     for (color, hz) in [(0xff0000, 440.0), (0x00ff00, 660.0)] {
-        let options =
-            ClientOptions { video_color: Some(color), tone_hz: Some(hz), receive: false, ..Default::default() };
+        // Noise: the encode runs at its full bitrate, the worst case for what each
+        // viewer costs to send.
+        let options = ClientOptions {
+            video_color: Some(color),
+            tone_hz: Some(hz),
+            receive: false,
+            video_pattern: "snow".into(),
+            ..Default::default()
+        };
         publishers.push(Client::join(url, room, options).await.map_err(|e| e.to_string())?);
     }
     let watcher = ClientOptions { endpoint: Endpoint::Whep, video_color: None, tone_hz: None, ..Default::default() };
@@ -105,7 +112,8 @@ pub async fn measure(url: &str, pid: u32, date: String) -> Result<WhepLoad, Stri
 pub fn markdown(load: &WhepLoad) -> String {
     let mut s = String::from(
         "### 4e. WHEP viewers of one room\n\n\
-         Two publishers (320x240 VP8 + Opus) make the composite; receive-only webrtc-rs peers watch it over \
+         Two publishers (320x240 VP8 of noise, and Opus) make the composite, so its encode runs at its full \
+         bitrate (the worst case for the cost of sending it); receive-only webrtc-rs peers watch it over \
          `POST /whep/{room}` (the `high` tier, 1280x720 VP8 at 30 fps, and the full mix). Every viewer is fed \
          from the same encode: the server's extra cost per viewer is SRTP and packet sending. The viewers count \
          received frames without decoding them; one more viewer decodes every frame to show the picture is whole. \

@@ -198,11 +198,14 @@ impl RoomTask {
             media.detach(&tap);
         }
         let recorder = tap.into_recorder();
+        // Stopped here, off the room's thread: the audio mixer may hold the last
+        // reference a moment longer, and must not be the one to tear it down.
         tokio::task::spawn_blocking(move || {
             if flush {
                 let _ = recorder.finish();
+            } else {
+                recorder.abort();
             }
-            drop(recorder);
         });
     }
 
