@@ -51,6 +51,10 @@ pub static AUDIO_SPEAKERS: Gauge = Gauge::new();
 /// (a counter: only ever incremented).
 pub static AUDIO_FRAMES_DROPPED: Gauge = Gauge::new();
 
+/// Received audio packets dropped because the mixer thread had too many waiting (a
+/// stalled mixer or a flooding peer; a counter).
+pub static AUDIO_PACKETS_DROPPED: Gauge = Gauge::new();
+
 /// The CPU budget and its estimated use, cores.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuLoad {
@@ -80,11 +84,21 @@ pub fn render(rooms: usize, participants: usize, cpu: CpuLoad) -> String {
     for (name, help, value) in gauges {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
     }
-    let name = "mcu_audio_frames_dropped_total";
-    out.push_str(&format!(
-        "# HELP {name} Audio frames dropped because a listener's writer fell behind\n# TYPE {name} counter\n{name} {}\n",
-        AUDIO_FRAMES_DROPPED.get()
-    ));
+    let counters = [
+        (
+            "mcu_audio_frames_dropped_total",
+            "Audio frames dropped because a listener's writer fell behind",
+            AUDIO_FRAMES_DROPPED.get(),
+        ),
+        (
+            "mcu_audio_packets_dropped_total",
+            "Received audio packets dropped because too many waited for the mixer",
+            AUDIO_PACKETS_DROPPED.get(),
+        ),
+    ];
+    for (name, help, value) in counters {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+    }
     let cores = [
         ("mcu_cpu_budget_cores", "CPU cores media may use (0: no limit)", cpu.budget.unwrap_or(0.0)),
         ("mcu_cpu_estimated_cores", "Estimated CPU cores used by what runs and joins in flight", cpu.estimated),

@@ -8,6 +8,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub use super::audio_queue::PacketSender;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -91,6 +94,7 @@ pub struct AudioMixerConfig {
 /// Handle to a room's mixer thread; dropping it stops the thread.
 pub struct AudioMixer {
     tx: Option<mpsc::Sender<AudioCommand>>,
+    queued: Arc<AtomicUsize>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -100,16 +104,18 @@ impl AudioMixer {
         // Fail early (in the caller) if Opus rejects the settings.
         new_encoder(config.bitrate_bps)?;
         let (tx, rx) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let waiting = Arc::clone(&queued);
         let thread = std::thread::Builder::new()
             .name(format!("mix-{name}"))
             .spawn(move || {
                 let _live = GaugeGuard::new(&metrics::AUDIO_MIXERS);
                 let mut state = MixerState::new(config);
                 state.levels = levels;
-                state.run(rx);
+                state.run(rx, &waiting);
             })
             .map_err(|e| MediaError::Pipeline(format!("cannot spawn mixer thread: {e}")))?;
-        Ok(Self { tx: Some(tx), thread: Some(thread) })
+        Ok(Self { tx: Some(tx), queued, thread: Some(thread) })
     }
 
     /// Sends a command; never blocks.
@@ -120,8 +126,8 @@ impl AudioMixer {
     }
 
     /// A cloneable sender for track readers.
-    pub fn sender(&self) -> Option<mpsc::Sender<AudioCommand>> {
-        self.tx.clone()
+    pub fn sender(&self) -> Option<PacketSender> {
+        self.tx.clone().map(|tx| PacketSender::new(tx, Arc::clone(&self.queued)))
     }
 }
 
@@ -215,7 +221,7 @@ impl MixerState {
         }
     }
 
-    fn run(mut self, rx: mpsc::Receiver<AudioCommand>) {
+    fn run(mut self, rx: mpsc::Receiver<AudioCommand>, queued: &AtomicUsize) {
         let mut next_tick = Instant::now() + FRAME_DURATION;
         loop {
             let now = Instant::now();
@@ -229,7 +235,12 @@ impl MixerState {
                 continue;
             }
             match rx.recv_timeout(next_tick - now) {
-                Ok(cmd) => self.handle(cmd),
+                Ok(cmd) => {
+                    if matches!(cmd, AudioCommand::Packet { .. }) {
+                        queued.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    self.handle(cmd)
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }

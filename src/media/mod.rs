@@ -5,6 +5,7 @@
 //! non-blocking calls.
 
 pub mod audio;
+mod audio_queue;
 pub mod codec;
 pub mod encode;
 pub mod jitter;

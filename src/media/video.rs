@@ -171,17 +171,18 @@ impl VideoMixer {
                 gst::PadProbeReturn::Ok
             });
         }
+        let src = bin.static_pad("src").ok_or_else(|| MediaError::Pipeline("decode branch has no src pad".into()))?;
         self.pipeline.add(&bin).map_err(|e| MediaError::Pipeline(e.to_string()))?;
-        let pad = self
-            .compositor
-            .request_pad_simple("sink_%u")
-            .ok_or_else(|| MediaError::Pipeline("compositor gave no pad".into()))?;
+        let Some(pad) = self.compositor.request_pad_simple("sink_%u") else {
+            // Every failure from here on takes the branch out again.
+            let _ = self.pipeline.remove(&bin);
+            return Err(MediaError::Pipeline("compositor gave no pad".into()));
+        };
         pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
         // Hidden until the layout places it.
         pad.set_property("width", 0i32);
         pad.set_property("height", 0i32);
         pad.set_property("alpha", 0.0f64);
-        let src = bin.static_pad("src").ok_or_else(|| MediaError::Pipeline("decode branch has no src pad".into()))?;
         if let Err(e) = src.link(&pad) {
             self.compositor.release_request_pad(&pad);
             let _ = self.pipeline.remove(&bin);

@@ -25,6 +25,8 @@ pub(super) struct Participant {
     pub video_input: Option<VideoInput>,
     /// SSRC of its video track, once it arrived (target of our PLIs).
     pub video_ssrc: Option<u32>,
+    /// SSRC of its audio track, once it arrived.
+    pub audio_ssrc: Option<u32>,
     /// Writes the encode it receives into its video track, when it receives video.
     pub forwarder: Option<Forwarder>,
     /// Video bytes sent to it and when, at the last rate measurement, and that rate.
@@ -47,6 +49,7 @@ impl Participant {
             peer: Arc::new(peer),
             video_input: None,
             video_ssrc: None,
+            audio_ssrc: None,
             forwarder: None,
             sent: (0, Instant::now(), 0.0),
             readers: Vec::new(),

@@ -19,11 +19,7 @@ pub(super) async fn read_video(track: Arc<TrackRemote>, input: VideoInput) {
 
 /// Forwards a publisher's Opus payloads to the mixer, with the level the client
 /// measured when it sends the RFC 6464 header.
-pub(super) async fn read_audio(
-    track: Arc<TrackRemote>,
-    source: Arc<str>,
-    mixer: std::sync::mpsc::Sender<AudioCommand>,
-) {
+pub(super) async fn read_audio(track: Arc<TrackRemote>, source: Arc<str>, mixer: crate::media::audio::PacketSender) {
     let _live = GaugeGuard::new(&metrics::TRACK_READERS);
     // The extension's id is negotiated: the track knows it once media flows.
     let mut level_id: Option<u8> = None;
@@ -42,7 +38,7 @@ pub(super) async fn read_audio(
             payload: packet.payload,
             client_level,
         };
-        if mixer.send(command).is_err() {
+        if !mixer.send_packet(command) {
             break;
         }
     }

@@ -158,10 +158,12 @@ impl Rooms {
     /// Holds `room` open for one join, starting the room when it does not exist
     /// (unless `create` is false: a viewer's room must exist).
     pub(super) fn hold_for_join(self: &Arc<Self>, room: &RoomName, create: bool) -> Result<PendingJoin, JoinError> {
+        let mut rooms = self.lock();
+        // Checked under the lock that `shutdown` drains the rooms with: a room created
+        // after the drain would never be closed.
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(JoinError::ShuttingDown);
         }
-        let mut rooms = self.lock();
         if let Some(handle) = rooms.get(room)
             && !handle.commands.is_closed()
         {

@@ -63,8 +63,9 @@ pub struct PacketizedFrame {
 /// Packetises one encode's frames.
 pub struct FramePacketizer {
     packetizer: Box<dyn Packetizer + Send + Sync>,
-    last_pts: Option<Duration>,
-    frame_period: Duration,
+    clock: super::rtp_clock::RtpClock,
+    /// RTP ticks the packetiser stamps next, counted from its random start.
+    stamped: u64,
 }
 
 impl FramePacketizer {
@@ -87,29 +88,24 @@ impl FramePacketizer {
                 Box::new(new_random_sequencer()),
                 VIDEO_CLOCK,
             )),
-            last_pts: None,
-            frame_period: Duration::from_nanos(1_000_000_000 / u64::from(fps.max(1))),
+            clock: super::rtp_clock::RtpClock::new(
+                VIDEO_CLOCK,
+                Duration::from_nanos(1_000_000_000 / u64::from(fps.max(1))),
+            ),
+            stamped: 0,
         }
     }
 
-    /// Packetises one frame presented at `pts`. The RTP timestamp advances by the time
-    /// since the previous frame, so frames an encoder dropped leave a gap instead of
-    /// compressing time.
+    /// Packetises one frame presented at `pts`, at the RTP time its PTS gives (see
+    /// [`super::rtp_clock`]): frames an encoder dropped leave a gap instead of
+    /// compressing time, and no rounding accumulates.
     pub fn packetize(&mut self, data: &Bytes, pts: Option<Duration>, keyframe: bool) -> Option<PacketizedFrame> {
-        // The packetiser stamps this frame, then advances by `samples` for the next:
-        // the advance is this frame's duration, known once the next one comes, so the
-        // nominal period is used (the next frame's stamp is corrected by skipping).
-        if let (Some(pts), Some(last)) = (pts, self.last_pts)
-            && pts > last + self.frame_period
-        {
-            let extra = pts - last - self.frame_period;
-            self.packetizer.skip_samples((extra.as_secs_f64() * f64::from(VIDEO_CLOCK)).round() as u32);
-        }
-        if pts.is_some() {
-            self.last_pts = pts;
-        }
-        let samples = (self.frame_period.as_secs_f64() * f64::from(VIDEO_CLOCK)).round() as u32;
-        let packets = self.packetizer.packetize(data, samples).ok()?;
+        // The packetiser stamps its current timestamp: move it to this frame's, then
+        // packetise without advancing (the next frame moves it again).
+        let ticks = self.clock.ticks(pts);
+        self.packetizer.skip_samples(ticks.wrapping_sub(self.stamped) as u32);
+        self.stamped = ticks;
+        let packets = self.packetizer.packetize(data, 0).ok()?;
         Some(PacketizedFrame { packets, keyframe, bytes: data.len() })
     }
 }
@@ -459,7 +455,7 @@ mod tests {
         let t1 = ts(p.packetize(&data, at(33), false));
         // The encoder dropped two frames: the gap shows in the timestamps.
         let t2 = ts(p.packetize(&data, at(133), false));
-        assert_eq!(t1.wrapping_sub(t0), 3_000);
+        assert_eq!(t1.wrapping_sub(t0), 2_970, "33 ms of 90 kHz: the PTS, not a nominal period");
         assert_eq!(t2.wrapping_sub(t1), 9_000);
     }
 

@@ -6,4 +6,5 @@ pub mod engine;
 pub mod forward;
 pub mod offer;
 pub mod peer;
+pub mod rtp_clock;
 pub mod udp_mux;

@@ -4,7 +4,7 @@
 //! the room decides.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use webrtc::ice_transport::ice_transport_state::RTCIceTransportState;
 use webrtc::peer_connection::RTCPeerConnection;
@@ -215,16 +215,24 @@ async fn negotiate(
     Ok(local.sdp)
 }
 
+/// Shortest time between two keyframe-request or two feedback events of one peer.
+const EVENT_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Reads RTCP arriving for one of our senders: this drives the report interceptors;
 /// for video it hands NACKs to the forwarder, and turns PLI/FIR into keyframe requests
 /// and receiver reports and REMB into feedback. Ends when the sender stops.
 fn spawn_rtcp_reader(sender: Arc<RTCRtpSender>, video: Option<(EventSink, NackSink)>) {
     tokio::spawn(async move {
         let ssrc = sender.get_parameters().await.encodings.first().map(|e| e.ssrc);
+        // Events reach the room at most every EVENT_INTERVAL (a flood of RTCP must not
+        // become a flood of room events): keyframe requests in between are one request
+        // (the room coalesces them over longer anyway), feedback keeps its latest values.
+        let mut last_keyframe: Option<Instant> = None;
+        let mut last_feedback: Option<Instant> = None;
+        let mut feedback = Feedback::default();
+        let mut wants_keyframe = false;
         while let Ok((packets, _)) = sender.read_rtcp().await {
             let Some((on_event, nacks)) = &video else { continue };
-            let mut wants_keyframe = false;
-            let mut feedback = Feedback::default();
             for packet in &packets {
                 let any = packet.as_any();
                 if any.downcast_ref::<PictureLossIndication>().is_some()
@@ -240,11 +248,15 @@ fn spawn_rtcp_reader(sender: Arc<RTCRtpSender>, video: Option<(EventSink, NackSi
                     feedback.remb_bps = Some(remb.bitrate as u64);
                 }
             }
-            if wants_keyframe {
+            let now = Instant::now();
+            let due = |last: Option<Instant>| last.is_none_or(|at| now.duration_since(at) >= EVENT_INTERVAL);
+            if wants_keyframe && due(last_keyframe) {
                 on_event(PeerEvent::KeyframeRequest);
+                (wants_keyframe, last_keyframe) = (false, Some(now));
             }
-            if feedback != Feedback::default() {
-                on_event(PeerEvent::Feedback(feedback));
+            if feedback != Feedback::default() && due(last_feedback) {
+                on_event(PeerEvent::Feedback(std::mem::take(&mut feedback)));
+                last_feedback = Some(now);
             }
         }
     });

@@ -33,16 +33,26 @@ impl WebrtcbinSession {
     /// Publishes a solid `color` (0xRRGGBB) at 320x240 in VP8 and a `tone_hz` sine in
     /// Opus to `{base}/whip/{room}`. Blocking.
     pub fn publish(base: &str, room: &str, color: u32, tone_hz: u32) -> Result<Self, String> {
-        let description = format!(
-            "webrtcbin name=rtc bundle-policy=max-bundle \
-             videotestsrc is-live=true pattern=solid-color foreground-color={:#010x} \
-               ! video/x-raw,width=320,height=240,framerate=30/1 ! videoconvert \
-               ! vp8enc deadline=1 target-bitrate=600000 keyframe-max-dist=30 ! rtpvp8pay pt=96 \
-               ! {VP8_CAPS} ! rtc. \
-             audiotestsrc is-live=true wave=sine freq={tone_hz} volume=0.5 ! audioconvert ! audioresample \
-               ! audio/x-raw,rate=48000,channels=1 ! opusenc ! rtpopuspay pt=111 ! {OPUS_CAPS} ! rtc.",
-            0xff00_0000u32 | color
-        );
+        Self::publish_cameras(base, room, &[color], tone_hz)
+    }
+
+    /// Publishes one VP8 m-line per colour of `colors` (a peer with several cameras)
+    /// and a tone. Blocking.
+    pub fn publish_cameras(base: &str, room: &str, colors: &[u32], tone_hz: u32) -> Result<Self, String> {
+        let mut description = String::from("webrtcbin name=rtc bundle-policy=max-bundle ");
+        for color in colors {
+            description.push_str(&format!(
+                "videotestsrc is-live=true pattern=solid-color foreground-color={:#010x} \
+                   ! video/x-raw,width=320,height=240,framerate=30/1 ! videoconvert \
+                   ! vp8enc deadline=1 target-bitrate=600000 keyframe-max-dist=30 ! rtpvp8pay pt=96 \
+                   ! {VP8_CAPS} ! rtc. ",
+                0xff00_0000u32 | color
+            ));
+        }
+        description.push_str(&format!(
+            "audiotestsrc is-live=true wave=sine freq={tone_hz} volume=0.5 ! audioconvert ! audioresample \
+               ! audio/x-raw,rate=48000,channels=1 ! opusenc ! rtpopuspay pt=111 ! {OPUS_CAPS} ! rtc."
+        ));
         let pipeline = launch(&description)?;
         let rtc = pipeline.by_name("rtc").ok_or("no webrtcbin")?;
         pipeline.set_state(gst::State::Playing).map_err(|e| format!("cannot play: {e}"))?;
@@ -60,7 +70,7 @@ impl WebrtcbinSession {
             std::thread::sleep(Duration::from_millis(20));
         }
         // Linked sources make send-recv transceivers: a WHIP offer only sends.
-        for index in 0..2u32 {
+        for index in 0..=colors.len() as u32 {
             let transceiver =
                 rtc.emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>("get-transceiver", &[&(index as i32)]);
             if let Some(t) = transceiver {

@@ -439,6 +439,17 @@ impl RoomTask {
         use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
         let audio = self.media.as_ref().and_then(|m| m.audio.sender());
         let Some(p) = self.participants.iter_mut().find(|p| &p.id == id) else { return };
+        // One track per kind: a second one (an extra m-line, an SSRC-declared
+        // simulcast layer) would interleave its packets with the first in one jitter
+        // buffer and decoder. It is left unread.
+        let already = match track.kind() {
+            RTPCodecType::Video => p.video_ssrc,
+            _ => p.audio_ssrc,
+        };
+        if let Some(ssrc) = already {
+            tracing::warn!(room = %self.slot.name, participant = %id, kind = %track.kind(), ssrc = track.ssrc(), reading = ssrc, "ignoring a second track of a kind");
+            return;
+        }
         let reader = match track.kind() {
             RTPCodecType::Video => {
                 let Some(input) = p.video_input.clone() else { return };
@@ -450,6 +461,7 @@ impl RoomTask {
                     return;
                 }
                 let Some(mixer) = audio else { return };
+                p.audio_ssrc = Some(track.ssrc());
                 tokio::spawn(read_audio(track, id.shared(), mixer))
             }
             _ => return,
