@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::UdpSocket;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -45,7 +44,7 @@ fn the_compose_file_is_valid_and_sets_the_variables_the_server_reads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_server_runs_from_the_container_environment() {
-    let udp_port = UdpSocket::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port().to_string();
+    let udp_port = common::free_server_port().to_string();
     let recordings = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("container-rec-{}", std::process::id()));
     // As in docker-compose.yml: no config file; the public IP is where clients reach
     // the published port (here loopback, like `MCU_PUBLIC_IP=127.0.0.1` for a trial).

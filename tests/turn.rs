@@ -25,10 +25,6 @@ impl Drop for Coturn {
     }
 }
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// coturn as deployed, plus what a loopback test needs: listen and relay on
 /// 127.0.0.1, and allow relaying to the MCU there (loopback peers are otherwise
 /// refused, like every private range in the config).
@@ -36,7 +32,8 @@ fn start_coturn(port: u16) -> Coturn {
     let binary = Path::new("/usr/bin/turnserver");
     assert!(binary.exists(), "coturn is not installed: run `make test-deps`");
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/turnserver.conf");
-    let relay = 50_000 + (port % 10_000);
+    // Relay ports below the ephemeral range too (the listening port is 20000-29999).
+    let relay = 30_000 + (port % 2_000);
     let coturn = Coturn(
         Command::new(binary)
             .arg("-c")
@@ -74,7 +71,7 @@ fn start_coturn(port: u16) -> Coturn {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_relay_only_participant_receives_the_mix_through_coturn() {
-    let turn_port = free_udp_port();
+    let turn_port = common::free_server_port();
     let _coturn = start_coturn(turn_port);
     let server = Server::start(&format!(
         "[turn]\nurls = [\"turn:127.0.0.1:{turn_port}?transport=udp\"]\nsecret = {TURN_SECRET:?}\nttl_s = 600\n"

@@ -77,6 +77,9 @@ pub enum AudioCommand {
     AddListener(Arc<str>, Box<dyn AudioOutput>),
     /// The participant left.
     RemoveListener(Arc<str>),
+    /// The room is done: the thread ends now, whoever still holds a sender (a
+    /// straggling track reader must not keep it, nor its dropper, waiting).
+    Stop,
 }
 
 /// Configuration of a mixer.
@@ -133,9 +136,11 @@ impl AudioMixer {
 
 impl Drop for AudioMixer {
     fn drop(&mut self) {
-        // Closing our sender ends the thread once readers' clones are gone too; the
-        // room stops its readers first. Join without waiting forever on a straggler.
-        self.tx.take();
+        // Stop ends the thread at its next wait (within a tick), even while a
+        // reader's sender lives on; join without waiting forever all the same.
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(AudioCommand::Stop);
+        }
         if let Some(t) = self.thread.take() {
             let deadline = Instant::now() + Duration::from_secs(2);
             while !t.is_finished() && Instant::now() < deadline {
@@ -235,6 +240,7 @@ impl MixerState {
                 continue;
             }
             match rx.recv_timeout(next_tick - now) {
+                Ok(AudioCommand::Stop) => return,
                 Ok(cmd) => {
                     if matches!(cmd, AudioCommand::Packet { .. }) {
                         queued.fetch_sub(1, Ordering::Relaxed);
@@ -305,6 +311,7 @@ impl MixerState {
             AudioCommand::RemoveListener(id) => {
                 self.listeners.remove(&id);
             }
+            AudioCommand::Stop => {}
         }
     }
 
@@ -432,6 +439,16 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+
+    #[test]
+    fn dropping_the_mixer_ends_its_thread_while_a_reader_still_holds_a_sender() {
+        let config = AudioMixerConfig { bitrate_bps: 32_000, jitter_packets: 3, voice_threshold_dbfs: -55.0 };
+        let mixer = AudioMixer::start("straggler", config, None).unwrap();
+        let reader = mixer.sender().unwrap();
+        drop(mixer);
+        let packet = AudioCommand::Packet { source: Arc::from("a"), seq: 0, payload: Bytes::new(), client_level: None };
+        assert!(!reader.send_packet(packet), "the mixer thread is gone: its receiver with it");
+    }
 
     type Received = Arc<Mutex<Vec<Bytes>>>;
 

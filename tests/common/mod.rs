@@ -136,6 +136,20 @@ fn rand_suffix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
+/// A loopback port free for both TCP and UDP, for a server the test starts (coturn,
+/// nginx). Taken from 20000-29999, below the kernel's ephemeral range (32768 and up
+/// here): a port the OS hands out for an outgoing connection or a `bind(0)` could be
+/// taken again between this check and the server's own bind, and coturn whose TCP
+/// port is taken never answers on UDP either.
+pub fn free_server_port() -> u16 {
+    use std::net::{TcpListener, UdpSocket};
+    let start = (std::process::id() as u64 * 7919 + rand_suffix() / 1000) % 10_000;
+    (0..10_000u64)
+        .map(|i| 20_000 + ((start + i * 37) % 10_000) as u16)
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port in 20000-29999")
+}
+
 /// Options for a participant sending a solid colour and a tone.
 pub fn publisher(name: &str, color: u32, tone_hz: f32) -> ClientOptions {
     ClientOptions { name: Some(name.into()), video_color: Some(color), tone_hz: Some(tone_hz), ..Default::default() }

@@ -2,7 +2,7 @@
 //! on a free loopback port with a configuration of its own (the test command installs
 //! both).
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ impl RtmpServer {
             std::path::Path::new(MODULE).exists() && Command::new("nginx").arg("-v").output().is_ok(),
             "nginx with libnginx-mod-rtmp is needed (scripts/install-deps.sh test installs it)"
         );
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = super::free_server_port();
         let dir =
             std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("nginx-rtmp-{}-{port}", std::process::id()));
         std::fs::create_dir_all(dir.join("logs")).unwrap();
