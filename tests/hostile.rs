@@ -41,3 +41,37 @@ async fn a_second_camera_of_one_peer_is_not_mixed_into_the_first() {
     assert_eq!(state["participants"].as_array().map(Vec::len), Some(1), "{state}");
     assert!(server.alarms().is_empty(), "{:?}", server.alarms());
 }
+
+/// A publisher whose keyframes declare a larger picture than `media.max_input_pixels`
+/// is removed before a decoder allocates for it, and says why in the log; the others
+/// go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_publisher_with_oversized_keyframes_is_removed_and_the_room_goes_on() {
+    // 640x480 = 307200 pixels, over the limit; 320x240 = 76800, under it.
+    let server = Server::start("[media]\nmax_input_pixels = 100000\n");
+    let small = server.join("big", common::publisher("small", BLUE, 660.0)).await;
+    let url = server.url.clone();
+    let _big =
+        tokio::task::spawn_blocking(move || WebrtcbinSession::publish_sized(&url, "big", &[(RED, 640, 480)], 440))
+            .await
+            .unwrap()
+            .unwrap();
+    let removed = common::eventually(Duration::from_secs(10), || async {
+        let (_, state) = server.get_json("/rooms/big").await;
+        match state["participants"].as_array().map(Vec::len) {
+            Some(1) => Ok(()),
+            other => Err(format!("{other:?} participants: {state}")),
+        }
+    })
+    .await;
+    assert!(removed.is_ok(), "the oversized publisher is removed: {removed:?}");
+    let (_, state) = server.get_json("/rooms/big").await;
+    assert_eq!(state["participants"][0]["name"], "small");
+    assert!(
+        server.logs().iter().any(|l| l.contains("removing a publisher") && l.contains("640x480")),
+        "the log says why"
+    );
+    // The one left still gets its composite.
+    wait_for_pixels(&small, &[(640, 360, BLUE)], Duration::from_secs(10)).await.unwrap();
+    assert!(server.alarms().is_empty(), "{:?}", server.alarms());
+}

@@ -66,6 +66,9 @@ pub struct MediaConfig {
     /// A TrueType/OpenType font for the labels, replacing the embedded DejaVu Sans
     /// Bold (e.g. a Noto CJK font for names the embedded one has no glyphs for).
     pub label_font: Option<std::path::PathBuf>,
+    /// Largest picture (width x height) a publisher's keyframes may declare; a
+    /// publisher sending larger ones is removed before a decoder allocates for them.
+    pub max_input_pixels: u64,
 }
 
 /// One quality tier in the configuration file.
@@ -104,6 +107,7 @@ impl Default for MediaConfig {
             encoder_threads: 1,
             labels: true,
             label_font: None,
+            max_input_pixels: 1920 * 1088,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod audio;
 mod audio_queue;
 pub mod codec;
 pub mod encode;
+pub mod frame_size;
 pub mod jitter;
 pub mod keyframe;
 pub mod label;

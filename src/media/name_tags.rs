@@ -72,6 +72,10 @@ impl NameTags {
         for key in gone {
             self.remove(pipeline, compositor, &key);
         }
+        // Replaced tags come down only once an output frame carries the new ones
+        // (added is not yet drawn); one wait for all of them.
+        let mut replaced = Vec::new();
+        let mut drawn = Vec::new();
         for &(key, cell, name) in placed {
             let unchanged =
                 self.tags.get(key).is_some_and(|t| t.name == name && t.cell_size == (cell.width, cell.height));
@@ -95,14 +99,21 @@ impl NameTags {
                             cell_size: (cell.width, cell.height),
                             image_size: (image.width, image.height),
                         };
+                        if old.is_some() {
+                            drawn.push(tag.pad.clone());
+                        }
                         self.tags.insert(key.to_owned(), tag);
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot draw a name tag"),
                 }
             }
-            if let Some(old) = old {
-                drop_tag(pipeline, compositor, old);
-            }
+            replaced.extend(old);
+        }
+        if !drawn.is_empty() {
+            wait_until_drawn(compositor, &drawn);
+        }
+        for old in replaced {
+            drop_tag(pipeline, compositor, old);
         }
     }
 
@@ -118,6 +129,38 @@ impl NameTags {
         if let Some(tag) = self.tags.remove(key) {
             drop_tag(pipeline, compositor, tag);
         }
+    }
+}
+
+/// How long a redraw waits for the new tag to reach an output frame.
+const DRAWN_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Waits until the frames of the new tags on `pads` have reached the compositor (their
+/// end of stream, sticky on the pad, follows the one frame) and two output frames
+/// have left since (the first may have been aggregated before), at most
+/// [`DRAWN_WAIT`]. Blocks: call from a blocking context.
+fn wait_until_drawn(compositor: &gst::Element, pads: &[gst::Pad]) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let Some(output) = compositor.static_pad("src") else { return };
+    let deadline = std::time::Instant::now() + DRAWN_WAIT;
+    let arrived = || pads.iter().all(|p| p.sticky_event::<gst::event::Eos>(0).is_some());
+    while !arrived() {
+        if std::time::Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let frames = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&frames);
+    let probe = output.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        gst::PadProbeReturn::Ok
+    });
+    while frames.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    if let Some(id) = probe {
+        output.remove_probe(id);
     }
 }
 

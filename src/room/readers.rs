@@ -9,10 +9,24 @@ use crate::media::audio::AudioCommand;
 use crate::media::video::VideoInput;
 use crate::metrics::{self, GaugeGuard};
 
-/// Forwards a publisher's video RTP into its decode branch.
-pub(super) async fn read_video(track: Arc<TrackRemote>, input: VideoInput) {
+/// Forwards a publisher's video RTP into its decode branch. A keyframe declaring a
+/// picture larger than `max_pixels` ends the reader before it reaches the decoder;
+/// `refused` says why.
+pub(super) async fn read_video(
+    track: Arc<TrackRemote>,
+    input: VideoInput,
+    max_pixels: u64,
+    refused: impl FnOnce(String) + Send + 'static,
+) {
     let _live = GaugeGuard::new(&metrics::TRACK_READERS);
+    let h264 = track.codec().capability.mime_type.eq_ignore_ascii_case("video/h264");
     while let Ok((packet, _)) = track.read_rtp().await {
+        if let Some((width, height)) = crate::media::frame_size::declared_size(h264, &packet.payload)
+            && u64::from(width) * u64::from(height) > max_pixels
+        {
+            refused(format!("its keyframe declares {width}x{height}, more than media.max_input_pixels ({max_pixels})"));
+            return;
+        }
         input.push_rtp(packet.marshal_size(), |buf| packet.marshal_to(buf).unwrap_or(0));
     }
 }

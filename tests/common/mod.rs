@@ -22,6 +22,8 @@ pub struct Server {
     /// Log lines that mean a defect whatever the test checks: GStreamer criticals,
     /// panics.
     alarms: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The server's warning and error lines so far.
+    warnings: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -54,9 +56,14 @@ impl Server {
         let alarms = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr");
         let seen = std::sync::Arc::clone(&alarms);
+        let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let warned = std::sync::Arc::clone(&warnings);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("{line}");
+                if line.contains("WARN") || line.contains("ERROR") {
+                    warned.lock().unwrap().push(line.clone());
+                }
                 if line.contains("-CRITICAL **") || line.contains("panicked at") {
                     seen.lock().unwrap().push(line);
                 }
@@ -73,7 +80,12 @@ impl Server {
         });
         let line = rx.recv_timeout(Duration::from_secs(30)).expect("server printed its listening line");
         let url = line.strip_prefix("listening on ").expect("listening line format").to_owned();
-        Server { child, url, alarms }
+        Server { child, url, alarms, warnings }
+    }
+
+    /// The server's warning and error lines so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.warnings.lock().unwrap().clone()
     }
 
     /// GStreamer criticals and panics the server logged so far.

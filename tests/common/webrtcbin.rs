@@ -36,14 +36,21 @@ impl WebrtcbinSession {
         Self::publish_cameras(base, room, &[color], tone_hz)
     }
 
-    /// Publishes one VP8 m-line per colour of `colors` (a peer with several cameras)
-    /// and a tone. Blocking.
+    /// Publishes one 320x240 VP8 m-line per colour of `colors` (a peer with several
+    /// cameras) and a tone. Blocking.
     pub fn publish_cameras(base: &str, room: &str, colors: &[u32], tone_hz: u32) -> Result<Self, String> {
+        let cameras: Vec<(u32, u32, u32)> = colors.iter().map(|&c| (c, 320, 240)).collect();
+        Self::publish_sized(base, room, &cameras, tone_hz)
+    }
+
+    /// Publishes one VP8 m-line per `(colour, width, height)` and a tone. Blocking.
+    pub fn publish_sized(base: &str, room: &str, cameras: &[(u32, u32, u32)], tone_hz: u32) -> Result<Self, String> {
+        let colors = cameras;
         let mut description = String::from("webrtcbin name=rtc bundle-policy=max-bundle ");
-        for color in colors {
+        for &(color, width, height) in cameras {
             description.push_str(&format!(
                 "videotestsrc is-live=true pattern=solid-color foreground-color={:#010x} \
-                   ! video/x-raw,width=320,height=240,framerate=30/1 ! videoconvert \
+                   ! video/x-raw,width={width},height={height},framerate=30/1 ! videoconvert \
                    ! vp8enc deadline=1 target-bitrate=600000 keyframe-max-dist=30 ! rtpvp8pay pt=96 \
                    ! {VP8_CAPS} ! rtc. ",
                 0xff00_0000u32 | color

@@ -137,6 +137,8 @@ pub(super) enum RoomEvent {
     EncodeNeedsKeyframe(EncodeKey),
     /// A live stream went live, failed, or is due for a retry.
     Stream(streams::StreamEvent),
+    /// A publisher sent what the server does not take (why): it is removed.
+    InputRefused(ParticipantId, String),
 }
 
 /// A place held for a join being negotiated.
@@ -432,6 +434,12 @@ impl RoomTask {
             RoomEvent::VoiceLevels(levels) => self.core.handle(now, Input::VoiceLevels(levels)),
             RoomEvent::EncodeNeedsKeyframe(key) => self.core.handle(now, Input::EncodeNeedsKeyframe(key)),
             RoomEvent::Stream(event) => self.handle_stream_event(event),
+            RoomEvent::InputRefused(id, why) => {
+                if let Some(index) = self.participants.iter().position(|p| p.id == id) {
+                    tracing::warn!(room = %self.slot.name, participant = %id, why, "removing a publisher");
+                    self.remove_participant(index, "input refused");
+                }
+            }
         }
     }
 
@@ -454,7 +462,11 @@ impl RoomTask {
             RTPCodecType::Video => {
                 let Some(input) = p.video_input.clone() else { return };
                 p.video_ssrc = Some(track.ssrc());
-                tokio::spawn(read_video(track, input))
+                let (events, pid) = (self.events.clone(), id.clone());
+                let refused = move |why| {
+                    let _ = events.send(RoomEvent::InputRefused(pid, why));
+                };
+                tokio::spawn(read_video(track, input, self.ctx.config.media.max_input_pixels, refused))
             }
             RTPCodecType::Audio => {
                 if !p.publishes_audio() {
