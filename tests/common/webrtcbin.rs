@@ -45,7 +45,6 @@ impl WebrtcbinSession {
 
     /// Publishes one VP8 m-line per `(colour, width, height)` and a tone. Blocking.
     pub fn publish_sized(base: &str, room: &str, cameras: &[(u32, u32, u32)], tone_hz: u32) -> Result<Self, String> {
-        let colors = cameras;
         let mut description = String::from("webrtcbin name=rtc bundle-policy=max-bundle ");
         for &(color, width, height) in cameras {
             description.push_str(&format!(
@@ -77,7 +76,7 @@ impl WebrtcbinSession {
             std::thread::sleep(Duration::from_millis(20));
         }
         // Linked sources make send-recv transceivers: a WHIP offer only sends.
-        for index in 0..=colors.len() as u32 {
+        for index in 0..=cameras.len() as u32 {
             let transceiver =
                 rtc.emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>("get-transceiver", &[&(index as i32)]);
             if let Some(t) = transceiver {
