@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export RUST_LOG ?= warn,warp=error
 
-.PHONY: deps test-deps run build test lint unit fmt bench stress-connect
+.PHONY: deps test-deps run build test lint unit fmt bench stress-connect soak fuzz
 
 deps:
 	@bash scripts/install-deps.sh
@@ -48,3 +48,19 @@ bench: deps
 stress-connect: deps
 	$(CARGO) build --release --workspace
 	RUST_LOG=error ./target/release/mcu-bench all --only connect
+
+# Fuzzing: every parser of outside input (SDP offers, the API's JSON bodies, the audio
+# jitter buffer, keyframe payloads, tokens) for FUZZ_SECONDS each (default 300), on
+# nightly with cargo-fuzz (both installed when missing); FUZZ_TARGETS picks some.
+# Prints one summary line per target; crashes are saved under fuzz/artifacts/.
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	FUZZ_SECONDS="$(FUZZ_SECONDS)" FUZZ_TARGETS="$(FUZZ_TARGETS)" CARGO="$(CARGO)" bash scripts/fuzz.sh
+
+# Long run: rooms opening and closing, participants joining and leaving every second,
+# recordings started and stopped, for SOAK_SECS (the test command runs 120); prints the
+# peak resident memory of each 12 s period and fails on growth, leftover gauges,
+# file descriptors or threads.
+SOAK_SECS ?= 1800
+soak: test-deps
+	MCU_SOAK_SECS=$(SOAK_SECS) $(CARGO) test --test soak -- --nocapture

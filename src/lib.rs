@@ -6,8 +6,10 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod fuzzing;
 pub mod layout;
 pub mod media;
+pub mod memory;
 pub mod metrics;
 pub mod recordings;
 pub mod room;

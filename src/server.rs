@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api::http_server::HttpLimits;
 use crate::config::Config;
 use crate::recordings::RecordingStore;
 use crate::room::{Rooms, ServerContext};
@@ -71,14 +72,15 @@ pub async fn start(config: Config) -> Result<RunningServer, ServeError> {
     let rooms = Rooms::new(Arc::new(ServerContext { config, engine, recordings }));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let routes = crate::api::routes(Arc::clone(&rooms));
-    let serve = tokio::spawn(
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async move {
-                let _ = stopped.await;
-            })
-            .run(),
-    );
+    let server = &rooms.context().config.server;
+    let limits = HttpLimits {
+        header_timeout: Duration::from_millis(server.header_timeout_ms),
+        max_connections: server.max_connections,
+        max_connections_per_ip: server.max_connections_per_ip,
+    };
+    let serve = tokio::spawn(crate::api::http_server::serve(listener, routes, limits, async move {
+        let _ = stopped.await;
+    }));
     Ok(RunningServer { http_addr, udp_port, rooms, serve, stop })
 }
 

@@ -1,41 +1,173 @@
-//! Diagnostic (ignored by default): rooms created and emptied again and again, with
-//! the server's resident memory printed after each cycle.
-//! `cargo test --test soak -- --ignored --nocapture`
+//! A long run: in three rooms, participants join and leave every second, so each
+//! room opens, fills, records, empties and closes every 12 seconds. Resident memory
+//! is sampled after every step: its peak over the last periods must stay within 5 %
+//! of its peak over the first periods after a warm-up; at the end, with everyone gone,
+//! every gauge is 0 and file descriptors and threads are back to their idle count.
+//! The test command runs it for 2 minutes; `make soak SOAK_SECS=1800` as long as
+//! wanted (`MCU_SOAK_SECS`).
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Server, publisher};
+use mcu_bench::client::{Client, ClientOptions};
 
-fn rss_kib(pid: u32) -> u64 {
+const ROOMS: usize = 3;
+/// Steps (seconds) after which every room is back where it started.
+const PERIOD: usize = 12;
+/// Periods before the baseline is taken (allocator pools, plugin loading, caches).
+const WARM_UP_PERIODS: usize = 2;
+/// Periods whose peaks are compared at the start and at the end.
+const COMPARED_PERIODS: usize = 2;
+
+/// What the process holds.
+#[derive(Debug, Clone, Copy)]
+struct Footprint {
+    rss_kib: u64,
+    fds: usize,
+    threads: usize,
+}
+
+fn footprint(pid: u32) -> Footprint {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap()
+    let rss_kib = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap();
+    let count = |dir: &str| std::fs::read_dir(format!("/proc/{pid}/{dir}")).unwrap().count();
+    Footprint { rss_kib, fds: count("fd"), threads: count("task") }
+}
+
+/// The churn: who is in which room.
+struct Churn {
+    rooms: Vec<Vec<Client>>,
+    step: usize,
+    joins: usize,
+    recordings: usize,
+}
+
+impl Churn {
+    fn new() -> Self {
+        Self { rooms: (0..ROOMS).map(|_| Vec::new()).collect(), step: 0, joins: 0, recordings: 0 }
+    }
+
+    /// One second's change. Room `step % 3` is visited: two joins then two leaves over
+    /// its four visits of a period (the last leave closes it). A room starts
+    /// recording the step after its second join and stops the step after its first
+    /// leave, so it records with two participants and with one.
+    async fn step(&mut self, server: &Server) {
+        let room = self.step % ROOMS;
+        let name = format!("soak{room}");
+        let visit = (self.step % PERIOD) / ROOMS;
+        if visit < 2 {
+            let color = [0xff0000, 0x00ff00, 0x0000ff][self.joins % 3];
+            let options = ClientOptions {
+                video_size: (160, 120, 15),
+                decode_video: false,
+                ..publisher(&format!("p{}", self.joins), color, 440.0)
+            };
+            let client = server.join(&name, options).await;
+            assert!(client.wait_connected(Duration::from_secs(10)).await, "join {} into {name} connected", self.joins);
+            self.rooms[room].push(client);
+            self.joins += 1;
+        } else if !self.rooms[room].is_empty() {
+            let client = self.rooms[room].remove(0);
+            assert_eq!(client.leave().await.expect("leave"), 204);
+        }
+        // The room visited one step ago, after its second join or its first leave.
+        let previous = (self.step + PERIOD - 1) % PERIOD;
+        let (recorded, its_visit) = (previous % ROOMS, previous / ROOMS);
+        if self.step > 0 && (its_visit == 1 || its_visit == 2) {
+            let url = format!("{}/rooms/soak{recorded}/recording", server.url);
+            let http = reqwest::Client::new();
+            let response = if its_visit == 1 { http.post(url) } else { http.delete(url) }.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            let expected = if its_visit == 1 { 201 } else { 200 };
+            assert_eq!(status, expected, "recording in soak{recorded} at step {}: {body}", self.step);
+            self.recordings += usize::from(its_visit == 1);
+        }
+        self.step += 1;
+    }
+
+    /// Runs `periods` periods, returning the peak footprint of each.
+    async fn run(&mut self, server: &Server, periods: usize) -> Vec<u64> {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut peaks = Vec::new();
+        for _ in 0..periods {
+            let mut peak = 0;
+            for _ in 0..PERIOD {
+                tick.tick().await;
+                self.step(server).await;
+                peak = peak.max(footprint(server.pid()).rss_kib);
+            }
+            peaks.push(peak);
+        }
+        peaks
+    }
+}
+
+/// Gauges of live resources that are not 0 (the CPU budget is configuration).
+async fn live_gauges(server: &Server) -> Vec<(String, f64)> {
+    let mut live: Vec<(String, f64)> = server
+        .metrics()
+        .await
+        .into_iter()
+        .filter(|(name, value)| !name.ends_with("_total") && name != "mcu_cpu_budget_cores" && *value != 0.0)
+        .collect();
+    live.sort_by(|a, b| a.0.cmp(&b.0));
+    live
+}
+
+/// Waits for every gauge to reach 0, then for idle runtime threads to retire (a
+/// blocking-pool thread lives 10 s after its last job).
+async fn settle(server: &Server) -> Vec<(String, f64)> {
+    let until = Instant::now() + Duration::from_secs(15);
+    let mut live = live_gauges(server).await;
+    while !live.is_empty() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        live = live_gauges(server).await;
+    }
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    live
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore]
-async fn memory_after_repeated_rooms() {
-    let server = Server::start("");
-    eprintln!("idle: {} KiB", rss_kib(server.pid()));
-    for cycle in 0..12 {
-        let room = format!("soak{cycle}");
-        let a = server.join(&room, publisher("a", 0xff0000, 440.0)).await;
-        let b = server.join(&room, publisher("b", 0x00ff00, 660.0)).await;
-        assert!(a.wait_connected(Duration::from_secs(10)).await && b.wait_connected(Duration::from_secs(10)).await);
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        a.leave().await.unwrap();
-        b.leave().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let m = server.metrics().await;
-        let pid = server.pid();
-        let threads = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count();
-        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
-        eprintln!(
-            "cycle {cycle}: {} KiB, {threads} threads, {fds} fds, pipelines {} peers {}",
-            rss_kib(pid),
-            m["mcu_pipelines"],
-            m["mcu_peer_connections"]
-        );
-    }
+async fn rooms_participants_and_recordings_churn_without_growth() {
+    let total = std::env::var("MCU_SOAK_SECS").ok().and_then(|s| s.parse::<usize>().ok()).unwrap_or(120);
+    // Everything but the two settlings (~12 s each) is whole periods.
+    let periods = (total.saturating_sub(24) / PERIOD).max(WARM_UP_PERIODS + 2 * COMPARED_PERIODS);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("rec-soak-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_env = dir.display().to_string();
+    let server = Server::start_with(None, &[("MCU_RECORDINGS_DIR", dir_env.as_str())]);
+    let started = Instant::now();
+
+    let mut churn = Churn::new();
+    churn.run(&server, WARM_UP_PERIODS).await;
+    let live = settle(&server).await;
+    assert!(live.is_empty(), "gauges after the warm-up: {live:?}");
+    let idle = footprint(server.pid());
+    let peaks = churn.run(&server, periods - WARM_UP_PERIODS).await;
+    let live = settle(&server).await;
+    let end = footprint(server.pid());
+    eprintln!(
+        "{} joins, {} recordings in {:?}; peak RSS per {PERIOD} s after the warm-up (KiB): {peaks:?}; idle {idle:?} -> {end:?}",
+        churn.joins,
+        churn.recordings,
+        started.elapsed()
+    );
+
+    assert!(live.is_empty(), "every gauge back to 0: {live:?}");
+    assert!(churn.recordings >= periods * ROOMS - 1, "{} recordings", churn.recordings);
+    let first = *peaks[..COMPARED_PERIODS].iter().max().unwrap();
+    let last = *peaks[peaks.len() - COMPARED_PERIODS..].iter().max().unwrap();
+    let growth = last as f64 / first as f64 - 1.0;
+    assert!(growth < 0.05, "peak resident memory grew {:.1} % ({first} -> {last} KiB)", growth * 100.0);
+    assert!(end.fds <= idle.fds, "file descriptors: {} -> {}", idle.fds, end.fds);
+    assert!(end.threads <= idle.threads, "threads: {} -> {}", idle.threads, end.threads);
+    assert!(server.alarms().is_empty(), "{:?}", server.alarms());
+    let _ = std::fs::remove_dir_all(&dir);
 }

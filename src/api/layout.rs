@@ -30,7 +30,7 @@ impl From<LayoutError> for ApiError {
 }
 
 /// Parses the body into a layout (400 naming what is wrong).
-fn parse(body: &[u8]) -> Result<LayoutChoice, ApiError> {
+pub(crate) fn parse(body: &[u8]) -> Result<LayoutChoice, ApiError> {
     let body: LayoutBody = parse_json(body)?;
     match (body.layout.as_str(), body.pin) {
         ("grid", None) => Ok(LayoutChoice::Grid),

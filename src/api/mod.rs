@@ -3,11 +3,12 @@
 
 mod error;
 mod events;
-mod layout;
+pub mod http_server;
+pub(crate) mod layout;
 mod limit;
-mod participants;
-mod recordings;
-mod streams;
+pub(crate) mod participants;
+pub(crate) mod recordings;
+pub(crate) mod streams;
 mod web;
 mod whip;
 
@@ -220,7 +221,7 @@ fn offer_parts() -> impl Filter<Extract = OfferParts, Error = warp::Rejection> +
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::header::optional::<String>("authorization"))
-        .and(warp::addr::remote())
+        .and(warp::ext::optional::<http_server::ClientAddr>().map(|a: Option<http_server::ClientAddr>| a.map(|c| c.0)))
         .and(body_stream())
 }
 
@@ -293,7 +294,7 @@ async fn join(request: JoinHttp, body: BodyStream, api: Shared) -> Result<Respon
 }
 
 /// The optional `?name=`, trimmed and checked.
-fn display_name(query: &HashMap<String, String>) -> Result<Option<String>, ApiError> {
+pub(crate) fn display_name(query: &HashMap<String, String>) -> Result<Option<String>, ApiError> {
     match query.get("name").map(|n| n.trim()) {
         Some(n) if n.chars().count() > MAX_NAME_CHARS => {
             Err(ApiError::new(StatusCode::BAD_REQUEST, format!("name longer than {MAX_NAME_CHARS} characters")))

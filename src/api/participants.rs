@@ -25,7 +25,7 @@ fn unknown_quality(text: &str, tiers: &[Tier]) -> ApiError {
 }
 
 /// The join's `?quality=`: `auto` when absent.
-pub(super) fn quality_param(query: &HashMap<String, String>, tiers: &[Tier]) -> Result<Quality, ApiError> {
+pub(crate) fn quality_param(query: &HashMap<String, String>, tiers: &[Tier]) -> Result<Quality, ApiError> {
     match query.get("quality") {
         None => Ok(Quality::Auto),
         Some(text) => parse_quality(text, tiers).ok_or_else(|| unknown_quality(text, tiers)),
@@ -43,6 +43,16 @@ impl From<UpdateError> for ApiError {
     }
 }
 
+/// The quality a `PATCH` body asks for (400 naming what is wrong). Pure, so the
+/// fuzz targets run exactly what the route runs.
+pub(crate) fn parse_update(body: &[u8], tiers: &[Tier]) -> Result<Quality, ApiError> {
+    let update: Update = parse_json(body)?;
+    let Some(text) = update.quality else {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "nothing to change: the body has no \"quality\""));
+    };
+    parse_quality(&text, tiers).ok_or_else(|| unknown_quality(&text, tiers))
+}
+
 /// `PATCH /rooms/{room}/participants/{id}`: the participant itself (same token
 /// identity) or an admin may change what it receives.
 pub(super) async fn update(
@@ -58,12 +68,8 @@ pub(super) async fn update(
         Access::Token(claims) if !claims.allows(Permission::Admin) => Some(claims.sub),
         _ => None,
     };
-    let update: Update = parse_json(&read_json(content_type.as_deref(), body).await?)?;
-    let Some(text) = update.quality else {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "nothing to change: the body has no \"quality\""));
-    };
-    let tiers = api.rooms.context().config.media.tiers();
-    let quality = parse_quality(&text, &tiers).ok_or_else(|| unknown_quality(&text, &tiers))?;
+    let body = read_json(content_type.as_deref(), body).await?;
+    let quality = parse_update(&body, &api.rooms.context().config.media.tiers())?;
     let info = api.rooms.set_quality(&room, ParticipantId::from_path(&id), by, quality).await?;
     Ok(warp::reply::json(&info).into_response())
 }
@@ -74,6 +80,15 @@ pub(super) async fn update(
 struct MuteBody {
     audio: Option<bool>,
     video: Option<bool>,
+}
+
+/// What a mute body changes, `(audio, video)`: at least one of them (400 otherwise).
+pub(crate) fn parse_mute(body: &[u8]) -> Result<(Option<bool>, Option<bool>), ApiError> {
+    let mute: MuteBody = parse_json(body)?;
+    if mute.audio.is_none() && mute.video.is_none() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "nothing to mute: give \"audio\" and/or \"video\""));
+    }
+    Ok((mute.audio, mute.video))
 }
 
 /// `POST /rooms/{room}/participants/{id}/mute`, a moderator's (or an admin's) call:
@@ -88,10 +103,7 @@ pub(super) async fn mute(
 ) -> Result<Response, ApiError> {
     let room = room_name(&room)?;
     api.authorize(authorization.as_deref(), Some(room.as_str()), &[Permission::Moderate])?;
-    let mute: MuteBody = parse_json(&read_json(content_type.as_deref(), body).await?)?;
-    if mute.audio.is_none() && mute.video.is_none() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "nothing to mute: give \"audio\" and/or \"video\""));
-    }
-    let info = api.rooms.mute(&room, ParticipantId::from_path(&id), mute.audio, mute.video).await?;
+    let (audio, video) = parse_mute(&read_json(content_type.as_deref(), body).await?)?;
+    let info = api.rooms.mute(&room, ParticipantId::from_path(&id), audio, video).await?;
     Ok(warp::reply::json(&info).into_response())
 }

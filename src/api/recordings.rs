@@ -62,7 +62,7 @@ pub(super) fn routes(
 }
 
 /// The container a start asks for: its body's `format`, WebM without one.
-fn container(body: &[u8]) -> Result<Container, ApiError> {
+pub(crate) fn container(body: &[u8]) -> Result<Container, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Container::Webm);
     }

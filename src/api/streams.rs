@@ -43,6 +43,13 @@ pub(super) fn routes(
     start.or(stop).unify().boxed()
 }
 
+/// The URL a start body names, checked (400 naming what is wrong).
+pub(crate) fn parse_start(body: &[u8]) -> Result<String, ApiError> {
+    let start: Start = super::parse_json(body)?;
+    crate::room::live::check_url(&start.url)?;
+    Ok(start.url)
+}
+
 async fn start(
     room: String,
     content_type: Option<String>,
@@ -52,10 +59,9 @@ async fn start(
 ) -> Result<Response, ApiError> {
     let room = room_name(&room)?;
     api.authorize(authorization.as_deref(), Some(room.as_str()), &[Permission::Record])?;
-    let start: Start = super::parse_json(&super::read_json(content_type.as_deref(), body).await?)?;
     // A bad URL is refused before the room is asked (also for an unknown room).
-    crate::room::live::check_url(&start.url)?;
-    let stream = api.rooms.start_stream(&room, start.url).await?;
+    let url = parse_start(&super::read_json(content_type.as_deref(), body).await?)?;
+    let stream = api.rooms.start_stream(&room, url).await?;
     Ok(warp::reply::with_status(warp::reply::json(&stream), StatusCode::CREATED).into_response())
 }
 

@@ -69,6 +69,10 @@ pub struct MediaConfig {
     /// Largest picture (width x height) a publisher's keyframes may declare; a
     /// publisher sending larger ones is removed before a decoder allocates for them.
     pub max_input_pixels: u64,
+    /// Highest rate (bits per second, RTP headers included) a publisher's video track
+    /// may send over any second; a publisher sending more is removed (0: no limit).
+    /// Its audio track may send at most 1 Mb/s (twice Opus's highest bitrate).
+    pub max_input_bitrate_bps: u64,
 }
 
 /// One quality tier in the configuration file.
@@ -108,6 +112,7 @@ impl Default for MediaConfig {
             labels: true,
             label_font: None,
             max_input_pixels: 1920 * 1088,
+            max_input_bitrate_bps: 12_000_000,
         }
     }
 }

@@ -75,6 +75,13 @@ pub struct ServerConfig {
     /// estimated cost would exceed it gets 503. Unset: the cores the machine has;
     /// 0: no limit.
     pub max_cpu_cores: Option<f64>,
+    /// Time a client has to send a request's headers, in milliseconds; a slower
+    /// one (a slow-loris client holding the connection) is disconnected.
+    pub header_timeout_ms: u64,
+    /// HTTP connections open at once; one more gets `503` and is closed.
+    pub max_connections: usize,
+    /// HTTP connections open at once from one IP address (event streams count).
+    pub max_connections_per_ip: usize,
 }
 
 impl ServerConfig {
@@ -181,6 +188,9 @@ impl Default for ServerConfig {
             max_rooms: 64,
             max_participants_per_room: 16,
             max_viewers_per_room: 200,
+            header_timeout_ms: 10_000,
+            max_connections: 1000,
+            max_connections_per_ip: 100,
             max_sdp_bytes: 64 * 1024,
             join_timeout_ms: 10_000,
             join_rate_per_min: 30,

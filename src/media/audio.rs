@@ -397,7 +397,13 @@ impl Source {
         while self.fifo.len() < FRAME_SAMPLES {
             let decoded = match self.jitter.pop() {
                 Playout::Packet(payload) => self.decoder.decode(&payload, &mut self.decode_buf, false),
-                Playout::Lost => self.decoder.decode(&[], &mut self.decode_buf[..FRAME_SAMPLES], false),
+                // The packet after a lost one usually carries the lost frame again at
+                // a lower bitrate (Opus in-band FEC, negotiated with `useinbandfec=1`);
+                // without it the decoder conceals the gap.
+                Playout::Lost => match self.jitter.peek() {
+                    Some(next) => self.decoder.decode(next, &mut self.decode_buf[..FRAME_SAMPLES], true),
+                    None => self.decoder.decode(&[], &mut self.decode_buf[..FRAME_SAMPLES], false),
+                },
                 Playout::Silent => break,
             };
             match decoded {

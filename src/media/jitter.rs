@@ -151,6 +151,13 @@ impl<T> JitterBuffer<T> {
         Playout::Lost
     }
 
+    /// The packet the next playout step would play, if it is here. After a
+    /// [`Playout::Lost`], this is the packet right after the lost one, whose Opus
+    /// in-band FEC may carry the lost frame.
+    pub fn peek(&self) -> Option<&T> {
+        self.packets.get(&self.next_seq?)
+    }
+
     /// Maps a 16-bit sequence number to the 64-bit one closest to the highest seen.
     fn unwrap_seq(&self, seq: u16) -> u64 {
         let Some(highest) = self.highest else {
@@ -295,5 +302,17 @@ mod tests {
             assert!(matches!(jb.pop(), Playout::Packet(_)), "step {step}");
         }
         assert_eq!(jb.shed(), 0);
+    }
+
+    #[test]
+    fn after_a_loss_the_next_packet_can_be_looked_at_for_its_fec() {
+        let mut jb = JitterBuffer::new(2, 10);
+        for seq in [1u16, 2, 4, 5] {
+            jb.push(seq, seq);
+        }
+        assert_eq!(drain(&mut jb, 2), vec![Playout::Packet(1), Playout::Packet(2)]);
+        assert_eq!(jb.pop(), Playout::Lost);
+        assert_eq!(jb.peek(), Some(&4), "the packet after the lost one");
+        assert_eq!(jb.pop(), Playout::Packet(4), "peeking takes nothing");
     }
 }

@@ -9,6 +9,7 @@ mod audio_queue;
 pub mod codec;
 pub mod encode;
 pub mod frame_size;
+pub mod input_rate;
 pub mod jitter;
 pub mod keyframe;
 pub mod label;
@@ -20,6 +21,7 @@ pub mod speaker;
 pub mod template;
 pub mod tier;
 pub mod video;
+pub mod video_bus;
 pub mod voice;
 
 use std::sync::OnceLock;

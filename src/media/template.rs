@@ -8,7 +8,7 @@ pub const VIDEO_DECODE_VP8: &str = include_str!("../../pipelines/video-decode-vp
 /// The decode branch for one H.264 publisher.
 pub const VIDEO_DECODE_H264: &str = include_str!("../../pipelines/video-decode-h264.pipeline");
 /// The default H.264 decoder of a publisher's video.
-pub const H264_DECODER: &str = "avdec_h264";
+pub const H264_DECODER: &str = "avdec_h264 max-errors=30";
 /// The room's compositor, ending in the tee the encodes hang from.
 pub const VIDEO_COMPOSITE: &str = include_str!("../../pipelines/video-composite.pipeline");
 /// One encode of the composite for a (codec, tier): scaler, rate, `{encoder}`.

@@ -20,6 +20,7 @@ use super::codec::VideoCodec;
 use super::encode::{EncodeBranch, EncodeSpec, FrameSink};
 use super::name_tags::{self, NameTags};
 use super::template::{self, render};
+use super::video_bus::{FailureHandler, InputFailed};
 use crate::config::MediaConfig;
 use crate::layout::Rect;
 use crate::metrics::{self, GaugeGuard};
@@ -80,6 +81,8 @@ pub struct VideoMixer {
     tags: Option<NameTags>,
     config: MediaConfig,
     bus_thread: Option<std::thread::JoinHandle<()>>,
+    /// Told when a decode branch fails (read by the bus thread).
+    input_failed: FailureHandler,
     _live: GaugeGuard,
 }
 
@@ -107,7 +110,8 @@ impl VideoMixer {
         if let Some(clock_pad) = compositor.static_pad("sink_0") {
             clock_pad.set_property("alpha", 0.0f64);
         }
-        let bus_thread = spawn_bus_logger(&pipeline, name)?;
+        let input_failed = FailureHandler::default();
+        let bus_thread = super::video_bus::spawn(&pipeline, name, Arc::clone(&input_failed))?;
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| MediaError::Pipeline(format!("cannot start composite pipeline: {e}")))?;
@@ -128,6 +132,7 @@ impl VideoMixer {
             tags,
             config: config.clone(),
             bus_thread: Some(bus_thread),
+            input_failed,
             _live: GaugeGuard::new(&metrics::PIPELINES),
         })
     }
@@ -199,6 +204,13 @@ impl VideoMixer {
             Branch { bin, pad, placed: false, hidden: false, _live: GaugeGuard::new(&metrics::VIDEO_DECODERS) },
         );
         Ok(VideoInput { appsrc })
+    }
+
+    /// Sets who is told when a publisher's decode branch fails (it is restarted, or
+    /// given up after [`super::video_bus::RESTARTS_ALLOWED`] failures in
+    /// [`super::video_bus::RESTART_WINDOW`]).
+    pub fn on_input_failed(&self, handler: InputFailed) {
+        *self.input_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(handler);
     }
 
     /// Unlinks and frees a publisher's branch. Blocks briefly (state change): call
@@ -334,44 +346,6 @@ impl Drop for VideoMixer {
 
 fn by_name(pipeline: &gst::Pipeline, name: &str) -> Result<gst::Element, MediaError> {
     pipeline.by_name(name).ok_or_else(|| MediaError::Pipeline(format!("pipeline has no element named '{name}'")))
-}
-
-/// Logs the pipeline's errors and warnings and keeps its latency current as inputs
-/// come and go; exits on the `mcu-stop` message posted at teardown.
-fn spawn_bus_logger(pipeline: &gst::Pipeline, room: &str) -> Result<std::thread::JoinHandle<()>, MediaError> {
-    let bus = pipeline.bus().ok_or_else(|| MediaError::Pipeline("pipeline has no bus".into()))?;
-    let weak = pipeline.downgrade();
-    let room = room.to_owned();
-    std::thread::Builder::new()
-        .name(format!("bus-{room}"))
-        .spawn(move || {
-            for msg in bus.iter_timed(gst::ClockTime::NONE) {
-                use gst::MessageView;
-                match msg.view() {
-                    MessageView::Application(a) if a.structure().is_some_and(|s| s.name() == "mcu-stop") => break,
-                    MessageView::Error(e) => tracing::error!(
-                        room,
-                        source = ?e.src().map(|s| s.path_string()),
-                        error = %e.error(),
-                        debug = ?e.debug(),
-                        "video pipeline error"
-                    ),
-                    MessageView::Warning(w) => tracing::debug!(
-                        room,
-                        source = ?w.src().map(|s| s.path_string()),
-                        warning = %w.error(),
-                        "video pipeline warning"
-                    ),
-                    MessageView::Latency(_) => {
-                        if let Some(p) = weak.upgrade() {
-                            let _ = p.recalculate_latency();
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        })
-        .map_err(|e| MediaError::Pipeline(format!("cannot spawn bus thread: {e}")))
 }
 
 #[cfg(test)]

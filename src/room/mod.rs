@@ -133,6 +133,10 @@ pub struct RoomState {
     pub speaker: Option<String>,
     /// The running recording, if any.
     pub recording: Option<serde_json::Value>,
+    /// The last recording, when it stopped because it could not write (disk full):
+    /// its file, duration, size and error. Gone when another recording starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording_failed: Option<RecordingStopped>,
     /// Participants in join order (WHEP viewers are not participants).
     pub participants: Vec<ParticipantInfo>,
     /// WHEP viewers watching.

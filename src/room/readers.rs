@@ -6,38 +6,72 @@ use webrtc::track::track_remote::TrackRemote;
 use webrtc::util::{Marshal, MarshalSize};
 
 use crate::media::audio::AudioCommand;
+use crate::media::input_rate::InputRate;
 use crate::media::video::VideoInput;
 use crate::metrics::{self, GaugeGuard};
 
+/// Most an audio track may send: twice Opus's highest bitrate, headers included.
+const AUDIO_INPUT_LIMIT_BPS: u64 = 1_000_000;
+
+/// What a publisher's input may be; a track beyond them ends its reader and `refused`
+/// says why (the room removes the publisher).
+pub(super) struct InputLimits {
+    pub max_pixels: u64,
+    pub max_video_bps: u64,
+    pub refused: Box<dyn FnOnce(String) + Send>,
+}
+
 /// Forwards a publisher's video RTP into its decode branch. A keyframe declaring a
-/// picture larger than `max_pixels` ends the reader before it reaches the decoder;
-/// `refused` says why.
-pub(super) async fn read_video(
-    track: Arc<TrackRemote>,
-    input: VideoInput,
-    max_pixels: u64,
-    refused: impl FnOnce(String) + Send + 'static,
-) {
+/// picture larger than `max_pixels`, or a rate above `max_video_bps`, ends the reader
+/// before it reaches the decoder.
+pub(super) async fn read_video(track: Arc<TrackRemote>, input: VideoInput, limits: InputLimits) {
     let _live = GaugeGuard::new(&metrics::TRACK_READERS);
     let h264 = track.codec().capability.mime_type.eq_ignore_ascii_case("video/h264");
+    let mut rate = InputRate::new(limits.max_video_bps);
+    let max_pixels = limits.max_pixels;
     while let Ok((packet, _)) = track.read_rtp().await {
+        let size = packet.marshal_size();
+        if let Some(bps) = rate.record(std::time::Instant::now(), size) {
+            let limit = limits.max_video_bps;
+            (limits.refused)(format!(
+                "its video arrives at {:.1} Mb/s, more than media.max_input_bitrate_bps ({limit})",
+                bps as f64 / 1e6
+            ));
+            return;
+        }
         if let Some((width, height)) = crate::media::frame_size::declared_size(h264, &packet.payload)
             && u64::from(width) * u64::from(height) > max_pixels
         {
-            refused(format!("its keyframe declares {width}x{height}, more than media.max_input_pixels ({max_pixels})"));
+            (limits.refused)(format!(
+                "its keyframe declares {width}x{height}, more than media.max_input_pixels ({max_pixels})"
+            ));
             return;
         }
-        input.push_rtp(packet.marshal_size(), |buf| packet.marshal_to(buf).unwrap_or(0));
+        input.push_rtp(size, |buf| packet.marshal_to(buf).unwrap_or(0));
     }
 }
 
 /// Forwards a publisher's Opus payloads to the mixer, with the level the client
-/// measured when it sends the RFC 6464 header.
-pub(super) async fn read_audio(track: Arc<TrackRemote>, source: Arc<str>, mixer: crate::media::audio::PacketSender) {
+/// measured when it sends the RFC 6464 header. A rate above `AUDIO_INPUT_LIMIT_BPS`
+/// ends the reader and `refused` says why.
+pub(super) async fn read_audio(
+    track: Arc<TrackRemote>,
+    source: Arc<str>,
+    mixer: crate::media::audio::PacketSender,
+    refused: Box<dyn FnOnce(String) + Send>,
+) {
     let _live = GaugeGuard::new(&metrics::TRACK_READERS);
     // The extension's id is negotiated: the track knows it once media flows.
     let mut level_id: Option<u8> = None;
+    let mut rate = InputRate::new(AUDIO_INPUT_LIMIT_BPS);
     while let Ok((packet, _)) = track.read_rtp().await {
+        if let Some(bps) = rate.record(std::time::Instant::now(), packet.marshal_size()) {
+            refused(format!(
+                "its audio arrives at {:.1} Mb/s, more than the {AUDIO_INPUT_LIMIT_BPS} b/s any Opus stream needs",
+                bps as f64 / 1e6
+            ));
+            return;
+        }
         if packet.payload.is_empty() {
             continue;
         }

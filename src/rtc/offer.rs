@@ -205,10 +205,14 @@ fn first_video_format(media: &MediaDescription) -> Option<VideoFormat> {
     })
 }
 
-/// `b=TIAS` (bits/s) or else `b=AS` (kbit/s) of an m-line.
+/// `b=TIAS` (bits/s) or else `b=AS` (kbit/s) of an m-line. An `AS` too large for
+/// bits/s in 64 bits saturates (no cap) rather than wrapping to a small one.
 fn max_bitrate(media: &MediaDescription) -> Option<u64> {
     let of = |kind: &str| media.bandwidth.iter().find(|b| b.bandwidth_type.eq_ignore_ascii_case(kind));
-    of("TIAS").map(|b| b.bandwidth).or_else(|| of("AS").map(|b| b.bandwidth * 1000)).filter(|&bps| bps > 0)
+    of("TIAS")
+        .map(|b| b.bandwidth)
+        .or_else(|| of("AS").map(|b| b.bandwidth.saturating_mul(1000)))
+        .filter(|&bps| bps > 0)
 }
 
 /// `Some(Some(d))` for an explicit direction, `Some(None)` for inactive, `None` when
@@ -320,6 +324,9 @@ mod tests {
         let line = VIDEO.replace("a=mid:1\r\n", "b=AS:500\r\nb=TIAS:300000\r\na=mid:1\r\n");
         let s = inspect_offer(&offer(&line)).unwrap();
         assert_eq!(s.video.unwrap().max_bitrate_bps, Some(300_000));
+        let huge = VIDEO.replace("a=mid:1\r\n", "b=AS:18446744073709552\r\na=mid:1\r\n");
+        let s = inspect_offer(&offer(&huge)).unwrap();
+        assert_eq!(s.video.unwrap().max_bitrate_bps, Some(u64::MAX), "saturated, not wrapped to 384 bits/s");
     }
 
     #[test]

@@ -156,26 +156,38 @@ async fn negotiate(
     on_event: Arc<dyn Fn(PeerEvent) + Send + Sync>,
 ) -> Result<String, NegotiationError> {
     let ev = on_event.clone();
-    pc.on_track(Box::new(move |track, _receiver, _transceiver| {
-        ev(PeerEvent::Track(track));
-        Box::pin(async {})
-    }));
-    let ev = on_event.clone();
     pc.on_peer_connection_state_change(Box::new(move |state| {
         ev(PeerEvent::State(state));
         Box::pin(async {})
     }));
 
     let mut audio_sender = None;
+    let mut read_lines = Vec::new();
     if let Some(direction) = summary.audio {
         let track = Arc::clone(&tracks.audio) as Arc<dyn TrackLocal + Send + Sync>;
-        audio_sender = add_line(pc, RTPCodecType::Audio, direction, Some(track)).await?.1;
+        let (transceiver, sender) = add_line(pc, RTPCodecType::Audio, direction, Some(track)).await?;
+        audio_sender = sender;
+        read_lines.push(transceiver);
     }
     let mut video = None;
     if let Some(line) = &summary.video {
         let track = tracks.video.as_ref().map(|(t, _)| Arc::clone(t) as Arc<dyn TrackLocal + Send + Sync>);
-        video = Some((add_line(pc, RTPCodecType::Video, line.direction, track).await?, &line.format));
+        let added = add_line(pc, RTPCodecType::Video, line.direction, track).await?;
+        read_lines.push(Arc::clone(&added.0));
+        video = Some((added, &line.format));
     }
+    // Only the transceivers added above (the offer's first m-line of each kind) carry
+    // the participant's media; the stack makes its own for any further m-line (a
+    // second camera), whose tracks are left unread whichever starts first.
+    let ev = on_event.clone();
+    pc.on_track(Box::new(move |track, _receiver, transceiver| {
+        if read_lines.iter().any(|ours| Arc::ptr_eq(ours, &transceiver)) {
+            ev(PeerEvent::Track(track));
+        } else {
+            tracing::warn!(kind = %track.kind(), ssrc = track.ssrc(), "ignoring a track of an extra m-line");
+        }
+        Box::pin(async {})
+    }));
 
     pc.set_remote_description(RTCSessionDescription::offer(offer)?).await?;
     if let Some(((transceiver, _), format)) = &video {

@@ -2,7 +2,10 @@
 //! colour and tone checks.
 #![allow(dead_code)]
 
+pub mod raw_peer;
+pub mod relay;
 pub mod rtmp;
+pub mod sse;
 pub mod webrtcbin;
 
 use std::collections::HashMap;

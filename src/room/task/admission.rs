@@ -107,6 +107,11 @@ impl RoomTask {
                 let _ = events.send(RoomEvent::PublisherNeedsKeyframe(pid.clone()));
             });
             let video = media.ensure_video(room, config).map_err(|e| JoinError::Media(e.to_string()))?;
+            let events = self.events.clone();
+            video.on_input_failed(Arc::new(move |key, failure| {
+                let id = ParticipantId::from_shared(Arc::from(key));
+                let _ = events.send(RoomEvent::InputFailed(id, failure));
+            }));
             let key = participant.id.as_str().to_owned();
             let input = tokio::task::block_in_place(|| video.add_input(&key, codec, needs_keyframe))
                 .map_err(|e| JoinError::Media(e.to_string()))?;

@@ -14,6 +14,7 @@ use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSampl
 
 mod actions;
 mod admission;
+mod input_failure;
 mod moderation;
 mod recording;
 mod state;
@@ -25,7 +26,7 @@ use super::live::{StreamError, StreamInfo};
 use super::media::{RoomMedia, audio_track, finalize};
 use super::notice::{Notices, Subscription};
 use super::participant::Participant;
-use super::readers::{read_audio, read_video};
+use super::readers::{InputLimits, read_audio, read_video};
 use super::registry::{RoomSlot, Rooms, ServerContext};
 use super::{
     JoinError, LeaveError, ParticipantId, ParticipantInfo, RecordingError, RecordingStarted, RecordingStopped, Role,
@@ -135,10 +136,16 @@ pub(super) enum RoomEvent {
     /// A recording with no video keyframe yet, or a live stream's regular keyframe:
     /// force one of the encode at once.
     EncodeNeedsKeyframe(EncodeKey),
+    /// The running recording (by id) could not write any more (disk full, file gone).
+    RecordingFailed(String),
+    /// A recording stopped for a failure has been finalized.
+    RecordingFinalized(RecordingStopped),
     /// A live stream went live, failed, or is due for a retry.
     Stream(streams::StreamEvent),
     /// A publisher sent what the server does not take (why): it is removed.
     InputRefused(ParticipantId, String),
+    /// A publisher's decode branch failed; it was restarted or given up.
+    InputFailed(ParticipantId, crate::media::video_bus::InputFailure),
 }
 
 /// A place held for a join being negotiated.
@@ -172,6 +179,8 @@ pub(super) struct RoomTask {
     /// Whether `recording.auto` already started (or tried to start) this room's
     /// recording: a recording stopped by hand stays stopped.
     auto_recording_tried: bool,
+    /// The last recording stopped because it failed, until another starts.
+    recording_failed: Option<RecordingStopped>,
 }
 
 /// A forwarder's tag for an encode (the forwarder reports which one it switched to).
@@ -211,6 +220,7 @@ impl RoomTask {
             notices: Notices::new(),
             streams: Vec::new(),
             auto_recording_tried: false,
+            recording_failed: None,
         };
         tokio::spawn(task.run(commands, events_rx))
     }
@@ -252,7 +262,11 @@ impl RoomTask {
         }
         if let Some(m) = self.media.take() {
             // Pipeline and mixer teardown block on GStreamer state changes.
-            let _ = tokio::task::spawn_blocking(move || drop(m)).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                drop(m);
+                crate::memory::release_freed_memory();
+            })
+            .await;
         }
         self.publish_summary();
         self.notices.send("closed", || serde_json::json!({}));
@@ -433,7 +447,10 @@ impl RoomTask {
             RoomEvent::JoinEnded(None) => {}
             RoomEvent::VoiceLevels(levels) => self.core.handle(now, Input::VoiceLevels(levels)),
             RoomEvent::EncodeNeedsKeyframe(key) => self.core.handle(now, Input::EncodeNeedsKeyframe(key)),
+            RoomEvent::RecordingFailed(id) => self.stop_failed_recording(&id),
+            RoomEvent::RecordingFinalized(stopped) => self.recording_failed = Some(stopped),
             RoomEvent::Stream(event) => self.handle_stream_event(event),
+            RoomEvent::InputFailed(id, failure) => self.input_failed(id, failure),
             RoomEvent::InputRefused(id, why) => {
                 if let Some(index) = self.participants.iter().position(|p| p.id == id) {
                     tracing::warn!(room = %self.slot.name, participant = %id, why, "removing a publisher");
@@ -458,15 +475,21 @@ impl RoomTask {
             tracing::warn!(room = %self.slot.name, participant = %id, kind = %track.kind(), ssrc = track.ssrc(), reading = ssrc, "ignoring a second track of a kind");
             return;
         }
+        let (events, pid) = (self.events.clone(), id.clone());
+        let refused: Box<dyn FnOnce(String) + Send> = Box::new(move |why| {
+            let _ = events.send(RoomEvent::InputRefused(pid, why));
+        });
         let reader = match track.kind() {
             RTPCodecType::Video => {
                 let Some(input) = p.video_input.clone() else { return };
                 p.video_ssrc = Some(track.ssrc());
-                let (events, pid) = (self.events.clone(), id.clone());
-                let refused = move |why| {
-                    let _ = events.send(RoomEvent::InputRefused(pid, why));
+                let media = &self.ctx.config.media;
+                let limits = InputLimits {
+                    max_pixels: media.max_input_pixels,
+                    max_video_bps: media.max_input_bitrate_bps,
+                    refused,
                 };
-                tokio::spawn(read_video(track, input, self.ctx.config.media.max_input_pixels, refused))
+                tokio::spawn(read_video(track, input, limits))
             }
             RTPCodecType::Audio => {
                 if !p.publishes_audio() {
@@ -474,7 +497,7 @@ impl RoomTask {
                 }
                 let Some(mixer) = audio else { return };
                 p.audio_ssrc = Some(track.ssrc());
-                tokio::spawn(read_audio(track, id.shared(), mixer))
+                tokio::spawn(read_audio(track, id.shared(), mixer, refused))
             }
             _ => return,
         };

@@ -2,12 +2,16 @@
 //! keeps running, whoever else receives it.
 
 use super::super::core::{EncodeKey, Input};
+use super::super::media::{RoomMedia, finalize};
 use super::super::{RecordingError, RecordingStarted};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{RoomEvent, RoomTask};
 use crate::media::recorder::Container;
+
+/// How often a running recording is checked for a write failure.
+const FAILURE_POLL: Duration = Duration::from_millis(250);
 
 impl RoomTask {
     pub(super) fn start_recording(&mut self, container: Container) -> Result<RecordingStarted, RecordingError> {
@@ -34,25 +38,26 @@ impl RoomTask {
         if result.is_ok()
             && let Some(active) = self.media.as_ref().and_then(|m| m.recording.as_ref())
         {
+            self.recording_failed = None;
             self.notices
                 .send("recording", || serde_json::json!({ "recording": super::super::media::recording_state(active) }));
         }
         // The file starts at a keyframe: ask for one at once, and again each second
         // until one arrives (a file without one would have no video at all).
         match (&result, encode) {
-            (Ok(_), Some(key)) => {
-                self.core.handle(std::time::Instant::now(), Input::EncodeNeedsKeyframe(key));
-                self.watch_first_keyframe(key);
-            }
+            (Ok(_), Some(key)) => self.core.handle(std::time::Instant::now(), Input::EncodeNeedsKeyframe(key)),
             (Err(_), Some(key)) => self.core.handle(std::time::Instant::now(), Input::Consumer(key, false)),
             _ => {}
+        }
+        if let Ok(started) = &result {
+            self.watch_recording(started.id.clone(), encode);
         }
         result
     }
 
-    /// Asks for the recording's keyframe again every second until its file starts;
-    /// ends with the recording.
-    fn watch_first_keyframe(&self, key: EncodeKey) {
+    /// Watches the running recording until it ends: asks for its keyframe again each
+    /// second until its file starts, and tells the room when it fails to write.
+    fn watch_recording(&self, id: String, key: Option<EncodeKey>) {
         let Some(recorder) =
             self.media.as_ref().and_then(|m| m.recording.as_ref()).map(|r| Arc::downgrade(&r.recorder))
         else {
@@ -60,17 +65,45 @@ impl RoomTask {
         };
         let (events, room) = (self.events.clone(), self.slot.name.clone());
         tokio::spawn(async move {
+            let mut since_ask = Duration::ZERO;
             loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(FAILURE_POLL).await;
+                since_ask += FAILURE_POLL;
                 let Some(recorder) = recorder.upgrade() else { return };
-                if recorder.started() {
+                if recorder.failure().is_some() {
+                    let _ = events.send(RoomEvent::RecordingFailed(id));
                     return;
                 }
-                tracing::warn!(room = %room, "the recording has no video keyframe after a second: asking again");
-                if events.send(RoomEvent::EncodeNeedsKeyframe(key)).is_err() {
-                    return;
+                if let Some(key) = key.filter(|_| !recorder.started() && since_ask >= Duration::from_secs(1)) {
+                    since_ask = Duration::ZERO;
+                    tracing::warn!(room = %room, "the recording has no video keyframe after a second: asking again");
+                    if events.send(RoomEvent::EncodeNeedsKeyframe(key)).is_err() {
+                        return;
+                    }
                 }
             }
+        });
+    }
+
+    /// Stops a recording that can no longer write (disk full, file removed): what it
+    /// wrote is finalized as far as it goes, the room state and a `recording` event say
+    /// why, and the room goes on.
+    pub(super) fn stop_failed_recording(&mut self, id: &str) {
+        let running = self.media.as_ref().and_then(|m| m.recording.as_ref());
+        if running.is_none_or(|r| r.started.id != id) {
+            return;
+        }
+        let Some(active) = self.media.as_mut().and_then(RoomMedia::detach_recording) else { return };
+        let error = active.recorder.failure().unwrap_or_default();
+        let file = active.started.file.clone();
+        tracing::error!(room = %self.slot.name, file, error, "recording failed: stopped");
+        self.notices.send("recording", || serde_json::json!({ "recording": null, "file": file, "error": error }));
+        if let Some(key) = active.encode() {
+            self.core.handle(std::time::Instant::now(), Input::Consumer(key, false));
+        }
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let _ = events.send(RoomEvent::RecordingFinalized(finalize(active).await));
         });
     }
 

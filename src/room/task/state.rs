@@ -40,6 +40,7 @@ impl RoomTask {
             pin: layout.pin().map(ToString::to_string),
             speaker: self.core.speaker().map(ToString::to_string),
             recording: self.media.as_ref().and_then(|m| m.recording.as_ref()).map(recording_state),
+            recording_failed: self.recording_failed.clone(),
             participants: self.participants.iter().filter(|p| !p.viewer).map(|p| self.info(p)).collect(),
             viewers: self.participants.iter().filter(|p| p.viewer).count(),
             streams: self.stream_infos(),

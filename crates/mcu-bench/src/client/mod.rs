@@ -87,6 +87,34 @@ pub struct ClientOptions {
     /// the one measured on the tone, to tell what the server reads from the header
     /// apart from what it decodes. `None`: the measured level, as browsers send.
     pub claimed_audio_level: Option<u8>,
+    /// Opus in-band FEC in the sent audio (VoIP mode, as browsers send speech),
+    /// so a receiver can rebuild a lost packet from the next one.
+    pub audio_fec: bool,
+    /// Rewrites the offer before it is sent and the answer before it is applied
+    /// (e.g. to route the media through an impairing relay).
+    pub sdp_rewrite: Option<SdpRewrite>,
+}
+
+/// Whether the SDP being rewritten is the client's offer or the server's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdpKind {
+    /// The client's offer.
+    Offer,
+    /// The server's answer.
+    Answer,
+}
+
+/// A function rewriting an SDP.
+pub type RewriteFn = dyn Fn(SdpKind, &str) -> String + Send + Sync;
+
+/// A rewrite of the offer and the answer, see [`ClientOptions::sdp_rewrite`].
+#[derive(Clone)]
+pub struct SdpRewrite(pub Arc<RewriteFn>);
+
+impl std::fmt::Debug for SdpRewrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SdpRewrite")
+    }
 }
 
 impl Default for ClientOptions {
@@ -109,6 +137,8 @@ impl Default for ClientOptions {
             decode_video: true,
             video_pattern: "solid-color".into(),
             claimed_audio_level: None,
+            audio_fec: false,
+            sdp_rewrite: None,
         }
     }
 }
@@ -234,7 +264,10 @@ impl Client {
             let _ = pc.close().await;
             return Err(ClientError::Media("ICE gathering did not complete within 10 s".into()));
         }
-        let offer_sdp = pc.local_description().await.map(|d| d.sdp).unwrap_or_default();
+        let mut offer_sdp = pc.local_description().await.map(|d| d.sdp).unwrap_or_default();
+        if let Some(SdpRewrite(rewrite)) = &options.sdp_rewrite {
+            offer_sdp = rewrite(SdpKind::Offer, &offer_sdp);
+        }
 
         let mut query = Vec::new();
         if let Some(name) = &options.name {
@@ -258,10 +291,13 @@ impl Client {
         let response = request.send().await?;
         let status = response.status().as_u16();
         let location = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        let body = response.text().await?;
+        let mut body = response.text().await?;
         if status != 201 {
             let _ = pc.close().await;
             return Err(ClientError::Refused { status, body });
+        }
+        if let Some(SdpRewrite(rewrite)) = &options.sdp_rewrite {
+            body = rewrite(SdpKind::Answer, &body);
         }
         apply_answer(&pc, &body).await?;
 
@@ -276,7 +312,12 @@ impl Client {
             )?);
         }
         if let (Some(hz), Some((track, _))) = (options.tone_hz, audio_out) {
-            senders.push(send::start_tone(track, hz, options.start_muted, options.claimed_audio_level)?);
+            let tone = send::Tone {
+                muted: options.start_muted,
+                claimed_level: options.claimed_audio_level,
+                fec: options.audio_fec,
+            };
+            senders.push(send::start_tone(track, hz, tone)?);
         }
         Ok(Self { pc, location, received, answer: body, base_url: base_url.to_owned(), senders, token: options.token })
     }

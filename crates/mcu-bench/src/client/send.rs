@@ -135,17 +135,28 @@ pub(super) fn start_video(
     Ok(SenderHandle::Video(pipeline))
 }
 
+/// How a tone is sent.
+pub(super) struct Tone {
+    /// Silent from the start.
+    pub muted: bool,
+    /// The RFC 6464 level claimed instead of the measured one.
+    pub claimed_level: Option<u8>,
+    /// Opus in-band FEC (VoIP mode, 10 % expected loss).
+    pub fec: bool,
+}
+
 /// Starts a sine tone at `hz`, Opus-encoded in 20 ms frames on its own thread;
 /// silence while `muted`. Each packet carries its RFC 6464 level (when negotiated):
 /// the frame's own, or `claimed_level`.
-pub(super) fn start_tone(
-    track: Arc<TrackLocalStaticSample>,
-    hz: f32,
-    muted: bool,
-    claimed_level: Option<u8>,
-) -> Result<SenderHandle, ClientError> {
-    let mut encoder = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Audio)
-        .map_err(|e| ClientError::Media(e.to_string()))?;
+pub(super) fn start_tone(track: Arc<TrackLocalStaticSample>, hz: f32, tone: Tone) -> Result<SenderHandle, ClientError> {
+    let Tone { muted, claimed_level, fec } = tone;
+    let media = |e: opus::Error| ClientError::Media(e.to_string());
+    let application = if fec { opus::Application::Voip } else { opus::Application::Audio };
+    let mut encoder = opus::Encoder::new(48_000, opus::Channels::Mono, application).map_err(media)?;
+    if fec {
+        encoder.set_inband_fec(true).map_err(media)?;
+        encoder.set_packet_loss_perc(10).map_err(media)?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = Arc::clone(&stop);
     let muted = Arc::new(AtomicBool::new(muted));

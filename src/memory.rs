@@ -1,0 +1,17 @@
+//! Giving memory the server freed back to the system.
+
+/// Returns the free memory of every malloc arena to the system.
+///
+/// glibc keeps what a thread frees in that thread's arena for reuse. A closing room
+/// frees tens of MiB (GStreamer buffers, decoders, encoders, SRTP contexts) across the
+/// many threads that allocated them, and without a trim an idle server stays at the
+/// resident size of its busiest moment: the soak test measured 58 MiB idle after a
+/// warm-up and 191 MiB idle again after two more minutes of rooms opening and closing.
+/// Walks every arena: call it off the async runtime.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only takes the allocator's own locks; 0 keeps no padding.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
