@@ -75,7 +75,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServeError> {
     let server = &rooms.context().config.server;
     let limits = HttpLimits {
         header_timeout: Duration::from_millis(server.header_timeout_ms),
-        max_connections: server.max_connections,
+        max_connections: crate::api::http_server::connections_that_fit(server.max_connections),
         max_connections_per_ip: server.max_connections_per_ip,
     };
     let serve = tokio::spawn(crate::api::http_server::serve(listener, routes, limits, async move {

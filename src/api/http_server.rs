@@ -1,8 +1,10 @@
 //! The HTTP accept loop: warp's routes served by hyper with the limits warp's own
 //! server does not set. A client that trickles its headers (slow-loris) is cut off
-//! after `header_timeout`; open connections are capped overall and per client
-//! address, and a connection over a cap gets a JSON `503` before it is closed, so
-//! one client cannot take every socket the process may open.
+//! after `header_timeout` (which is also how long an idle keep-alive connection
+//! stays open); one that trickles its body gets a `408` after `REQUEST_TIMEOUT`; open
+//! connections are capped overall and per client address (an IPv6 client per /64),
+//! and a connection over a cap gets a JSON `503` before it is closed, so one client
+//! cannot take every socket the process may open.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -17,6 +19,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use warp::{Filter, Reply};
 
+/// Time from a request's headers to its response's (the body included). Responses
+/// that stream (events) count until their headers; joins are bounded well below by
+/// `server.join_timeout_ms`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The limits of the HTTP server.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
@@ -24,7 +31,8 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     /// Connections open at once.
     pub max_connections: usize,
-    /// Connections open at once from one IP address.
+    /// Connections open at once from one IP address (0: no per-address limit, e.g.
+    /// behind a reverse proxy, where every client has the proxy's address).
     pub max_connections_per_ip: usize,
 }
 
@@ -45,11 +53,24 @@ struct Slot {
     ip: IpAddr,
 }
 
+/// The address a client is counted under: an IPv6 client's /64 (one subscriber's
+/// network; it has more addresses than any cap).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1)))
+        }
+        other => other,
+    }
+}
+
 impl Slot {
     fn take(open: &Arc<Mutex<Open>>, ip: IpAddr, limits: &HttpLimits) -> Option<Slot> {
+        let ip = client_key(ip);
         let mut o = open.lock().unwrap_or_else(|p| p.into_inner());
         let mine = o.per_ip.get(&ip).copied().unwrap_or(0);
-        if o.total >= limits.max_connections || mine >= limits.max_connections_per_ip {
+        let per_ip_full = limits.max_connections_per_ip > 0 && mine >= limits.max_connections_per_ip;
+        if o.total >= limits.max_connections || per_ip_full {
             return None;
         }
         o.total += 1;
@@ -80,6 +101,40 @@ async fn refuse(mut stream: TcpStream) {
         BODY.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(response.as_bytes())).await;
+    // Closing with the request unread would reset the connection before the client
+    // reads the answer: end the writing side, then drain briefly.
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let drain =
+        async { while matches!(tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+}
+
+/// Raises the process's open-file limit to its hard limit and returns how many HTTP
+/// connections fit under it, leaving room for everything else the server opens
+/// (recordings, GStreamer, the UDP socket): a cap above the limit would fail accepts
+/// with EMFILE before refusing anyone cleanly.
+pub fn connections_that_fit(wanted: usize) -> usize {
+    const RESERVED: u64 = 256;
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return wanted;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+        limit.rlim_cur
+    };
+    let fit = usize::try_from(soft.saturating_sub(RESERVED)).unwrap_or(usize::MAX).max(1);
+    if fit < wanted {
+        tracing::warn!(wanted, fit, "server.max_connections lowered to fit the open-file limit");
+    }
+    wanted.min(fit)
 }
 
 /// Serves `routes` on `listener` until `shutdown` resolves, then lets open requests
@@ -96,6 +151,7 @@ pub async fn serve<F>(
     let graceful = GracefulShutdown::new();
     let open = Arc::new(Mutex::new(Open::default()));
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut last_refusal_logged: Option<std::time::Instant> = None;
     loop {
         let (stream, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -111,7 +167,12 @@ pub async fn serve<F>(
             _ = &mut shutdown => break,
         };
         let Some(slot) = Slot::take(&open, addr.ip(), &limits) else {
-            tracing::warn!(client = %addr, "connection refused: too many open");
+            // One line per second at most: a flood must not flood the log too.
+            let now = std::time::Instant::now();
+            if last_refusal_logged.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1)) {
+                tracing::warn!(client = %addr, "connection refused: too many open");
+                last_refusal_logged = Some(now);
+            }
             tokio::spawn(refuse(stream));
             continue;
         };
@@ -142,11 +203,12 @@ struct WithClientAddr<S> {
 
 impl<S, B> tower_service::Service<warp::http::Request<B>> for WithClientAddr<S>
 where
-    S: tower_service::Service<warp::http::Request<B>, Error = Infallible>,
+    S: tower_service::Service<warp::http::Request<B>, Response = warp::reply::Response, Error = Infallible>,
+    S::Future: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = warp::reply::Response;
     type Error = Infallible;
-    type Future = S::Future;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -154,6 +216,16 @@ where
 
     fn call(&mut self, mut request: warp::http::Request<B>) -> Self::Future {
         request.extensions_mut().insert(ClientAddr(self.addr));
-        self.inner.call(request)
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            match tokio::time::timeout(REQUEST_TIMEOUT, response).await {
+                Ok(answered) => answered,
+                Err(_) => Ok(super::error::ApiError::new(
+                    warp::http::StatusCode::REQUEST_TIMEOUT,
+                    "request not received in time",
+                )
+                .into_response()),
+            }
+        })
     }
 }

@@ -20,7 +20,7 @@ use super::codec::VideoCodec;
 use super::encode::{EncodeBranch, EncodeSpec, FrameSink};
 use super::name_tags::{self, NameTags};
 use super::template::{self, render};
-use super::video_bus::{FailureHandler, InputFailed};
+use super::video_bus::{BranchWatch, InputFailed};
 use crate::config::MediaConfig;
 use crate::layout::Rect;
 use crate::metrics::{self, GaugeGuard};
@@ -82,7 +82,7 @@ pub struct VideoMixer {
     config: MediaConfig,
     bus_thread: Option<std::thread::JoinHandle<()>>,
     /// Told when a decode branch fails (read by the bus thread).
-    input_failed: FailureHandler,
+    watch: Arc<BranchWatch>,
     _live: GaugeGuard,
 }
 
@@ -110,8 +110,8 @@ impl VideoMixer {
         if let Some(clock_pad) = compositor.static_pad("sink_0") {
             clock_pad.set_property("alpha", 0.0f64);
         }
-        let input_failed = FailureHandler::default();
-        let bus_thread = super::video_bus::spawn(&pipeline, name, Arc::clone(&input_failed))?;
+        let watch = Arc::new(BranchWatch::default());
+        let bus_thread = super::video_bus::spawn(&pipeline, name, Arc::clone(&watch))?;
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| MediaError::Pipeline(format!("cannot start composite pipeline: {e}")))?;
@@ -132,7 +132,7 @@ impl VideoMixer {
             tags,
             config: config.clone(),
             bus_thread: Some(bus_thread),
-            input_failed,
+            watch,
             _live: GaugeGuard::new(&metrics::PIPELINES),
         })
     }
@@ -210,13 +210,15 @@ impl VideoMixer {
     /// given up after [`super::video_bus::RESTARTS_ALLOWED`] failures in
     /// [`super::video_bus::RESTART_WINDOW`]).
     pub fn on_input_failed(&self, handler: InputFailed) {
-        *self.input_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(handler);
+        *self.watch.handler.lock().unwrap_or_else(|p| p.into_inner()) = Some(handler);
     }
 
     /// Unlinks and frees a publisher's branch. Blocks briefly (state change): call
     /// from a blocking context.
     pub fn remove_input(&mut self, key: &str) -> Result<(), MediaError> {
         let Some(branch) = self.branches.remove(key) else { return Ok(()) };
+        // Not while the bus thread restarts this branch.
+        let _apart = self.watch.changes.lock().unwrap_or_else(|p| p.into_inner());
         // Releasing the pad first wakes a decoder blocked on it (flushing).
         stop_and_remove(&self.pipeline, &branch.bin, || self.compositor.release_request_pad(&branch.pad))
             .map_err(|e| MediaError::Pipeline(format!("decode branch {key}: {e}")))

@@ -30,41 +30,39 @@ pub struct InputFailure {
 /// Called on the bus thread with the input's key when its branch fails.
 pub type InputFailed = Arc<dyn Fn(&str, InputFailure) + Send + Sync>;
 
-/// Where the bus thread finds the room's handler (set after the pipeline starts).
-pub(super) type FailureHandler = Arc<Mutex<Option<InputFailed>>>;
+/// Shared by the mixer and its bus thread: who is told of a failed branch (set after
+/// the pipeline starts), and a lock that keeps a restart and a removal of the same
+/// branch apart (a restart between a removal's stop and its free would bring the
+/// branch back to PLAYING and free it running).
+#[derive(Default)]
+pub(super) struct BranchWatch {
+    pub handler: Mutex<Option<InputFailed>>,
+    pub changes: Mutex<()>,
+}
 
-/// Errors of one branch this close together are one failure (a decoder's error is
-/// followed by its source's and its queue's as the flow error travels upstream).
-const SAME_FAILURE: Duration = Duration::from_millis(500);
-
-/// What to do about a branch's error.
+/// What to do about a branch's failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Restart the branch.
     Restart,
-    /// Another message of a failure already handled: nothing.
-    Ignore,
     /// It failed too often: stop it for good.
     GiveUp,
 }
 
-/// Counts each branch's recent restarts.
+/// Counts each branch's recent failures.
 #[derive(Debug, Default)]
 pub struct RestartBudget {
     recent: HashMap<String, VecDeque<Instant>>,
 }
 
 impl RestartBudget {
-    /// Judges an error of input `key` at `now`, counting a restart when it allows one.
+    /// Judges a failure of input `key` at `now` (each failure once: the messages of
+    /// one failure are told apart by the caller).
     pub fn judge(&mut self, key: &str, now: Instant) -> Verdict {
         let times = self.recent.entry(key.to_owned()).or_default();
-        if times.back().is_some_and(|&t| now.saturating_duration_since(t) < SAME_FAILURE) {
-            return Verdict::Ignore;
-        }
         while times.front().is_some_and(|&t| now.saturating_duration_since(t) > RESTART_WINDOW) {
             times.pop_front();
         }
-        // A branch given up stays counted (its later messages are ignored above).
         times.push_back(now);
         if times.len() > RESTARTS_ALLOWED { Verdict::GiveUp } else { Verdict::Restart }
     }
@@ -84,15 +82,17 @@ fn input_branch(element: &gst::Object) -> Option<(String, gst::Bin)> {
     None
 }
 
-/// Takes a failed branch down and up again: decoder, depayloader and jitter buffer
-/// start afresh (waiting for a keyframe), the same appsrc keeps taking packets. A
-/// branch being removed (locked state) is left alone.
-fn restart(bin: &gst::Bin) -> bool {
-    if bin.is_locked_state() {
+/// Takes a failed branch down and, when `up`, up again: decoder, depayloader and
+/// jitter buffer start afresh (waiting for a keyframe), the same appsrc keeps taking
+/// packets. A branch being removed (locked state, or already out of the pipeline) is
+/// left alone; the removal waits on `changes` meanwhile.
+fn restart(bin: &gst::Bin, up: bool, changes: &Mutex<()>) -> bool {
+    let _apart = changes.lock().unwrap_or_else(|p| p.into_inner());
+    if bin.is_locked_state() || bin.parent().is_none() {
         return false;
     }
     let _ = bin.set_state(gst::State::Null);
-    bin.sync_state_with_parent().is_ok()
+    up && bin.sync_state_with_parent().is_ok()
 }
 
 /// Starts the bus thread of the pipeline of room `room`; it ends on the
@@ -100,7 +100,7 @@ fn restart(bin: &gst::Bin) -> bool {
 pub(super) fn spawn(
     pipeline: &gst::Pipeline,
     room: &str,
-    handler: FailureHandler,
+    watch: Arc<BranchWatch>,
 ) -> Result<std::thread::JoinHandle<()>, MediaError> {
     let bus = pipeline.bus().ok_or_else(|| MediaError::Pipeline("pipeline has no bus".into()))?;
     let weak = pipeline.downgrade();
@@ -109,6 +109,11 @@ pub(super) fn spawn(
         .name(format!("bus-{room}"))
         .spawn(move || {
             let mut budget = RestartBudget::default();
+            // Per branch, the first message that can be of a new failure: those created
+            // before its restart (the rest of one failure's cascade: the decoder's
+            // error, then its source's and its queue's) are not. A branch given up
+            // ignores everything after.
+            let mut handled: HashMap<String, Option<gst::Seqnum>> = HashMap::new();
             for msg in bus.iter_timed(gst::ClockTime::NONE) {
                 use gst::MessageView;
                 match msg.view() {
@@ -122,15 +127,15 @@ pub(super) fn spawn(
                             "video pipeline error"
                         );
                         let Some((key, bin)) = e.src().and_then(input_branch) else { continue };
-                        let restarted = match budget.judge(&key, Instant::now()) {
-                            Verdict::Ignore => continue,
-                            Verdict::Restart => restart(&bin),
-                            Verdict::GiveUp => false,
-                        };
-                        if !restarted {
-                            let _ = bin.set_state(gst::State::Null);
+                        match handled.get(&key) {
+                            Some(None) => continue,
+                            Some(Some(from)) if msg.seqnum() < *from => continue,
+                            _ => {}
                         }
-                        let handle = handler.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                        let verdict = budget.judge(&key, Instant::now());
+                        let restarted = restart(&bin, verdict == Verdict::Restart, &watch.changes);
+                        handled.insert(key.clone(), restarted.then(gst::Seqnum::next));
+                        let handle = watch.handler.lock().unwrap_or_else(|p| p.into_inner()).clone();
                         if let Some(handle) = handle {
                             handle(&key, InputFailure { error: e.error().to_string(), restarted });
                         }
@@ -163,12 +168,10 @@ mod tests {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         assert_eq!(budget.judge("a", at(0)), Verdict::Restart);
-        assert_eq!(budget.judge("a", at(100)), Verdict::Ignore, "the same failure's next message");
         assert_eq!(budget.judge("a", at(1000)), Verdict::Restart);
         assert_eq!(budget.judge("a", at(2000)), Verdict::Restart);
         assert_eq!(budget.judge("b", at(2500)), Verdict::Restart, "each branch has its own budget");
         assert_eq!(budget.judge("a", at(3000)), Verdict::GiveUp, "a fourth failure within 10 s");
-        assert_eq!(budget.judge("a", at(3100)), Verdict::Ignore);
     }
 
     #[test]

@@ -448,7 +448,12 @@ impl RoomTask {
             RoomEvent::VoiceLevels(levels) => self.core.handle(now, Input::VoiceLevels(levels)),
             RoomEvent::EncodeNeedsKeyframe(key) => self.core.handle(now, Input::EncodeNeedsKeyframe(key)),
             RoomEvent::RecordingFailed(id) => self.stop_failed_recording(&id),
-            RoomEvent::RecordingFinalized(stopped) => self.recording_failed = Some(stopped),
+            // A recording started meanwhile makes the failure old news.
+            RoomEvent::RecordingFinalized(stopped) => {
+                if self.media.as_ref().is_none_or(|m| m.recording.is_none()) {
+                    self.recording_failed = Some(stopped);
+                }
+            }
             RoomEvent::Stream(event) => self.handle_stream_event(event),
             RoomEvent::InputFailed(id, failure) => self.input_failed(id, failure),
             RoomEvent::InputRefused(id, why) => {
