@@ -80,17 +80,6 @@ async fn a_publisher_with_oversized_keyframes_is_removed_and_the_room_goes_on() 
     assert!(server.alarms().is_empty(), "{:?}", server.alarms());
 }
 
-/// Resident memory of a process, in MiB.
-fn rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0);
-    kib / 1024
-}
-
 /// A VP8 RTP packet whose payload is noise behind a valid descriptor (an interframe:
 /// nothing a decoder can make a picture of).
 fn garbage_vp8(payload_type: u8, ssrc: u32, seq: u16, timestamp: u32, marker: bool, size: usize) -> Packet {
@@ -126,7 +115,7 @@ async fn a_publisher_flooding_rtp_is_removed_and_other_rooms_keep_their_frame_ra
     let server = Server::start("");
     let calm = server.join("calm", common::publisher("calm", BLUE, 660.0)).await;
     wait_for_pixels(&calm, &[(640, 360, BLUE)], Duration::from_secs(10)).await.unwrap();
-    let rss_before = rss_mib(server.pid());
+    let rss_before = server.rss_kib() / 1024;
     let flood = RawPeer::join(&server.url, "/whip/flood").await.unwrap();
     let (payload_type, ssrc) = flood.negotiated();
     let frames_before = calm.received.frames_received.load(Ordering::Relaxed);
@@ -165,7 +154,7 @@ async fn a_publisher_flooding_rtp_is_removed_and_other_rooms_keep_their_frame_ra
     tokio::time::sleep(Duration::from_secs(2)).await;
     let frames = calm.received.frames_received.load(Ordering::Relaxed) - frames_before;
     let fps = frames as f64 / started.elapsed().as_secs_f64();
-    let rss_after = rss_mib(server.pid());
+    let rss_after = server.rss_kib() / 1024;
     eprintln!("calm room: {fps:.1} fps received during and after; rss {rss_before} -> {rss_after} MiB");
     assert!(fps >= 25.0, "the other room kept its frame rate: {fps:.1} fps");
     assert!(rss_after < rss_before + 64, "memory bounded: {rss_before} -> {rss_after} MiB");

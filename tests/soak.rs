@@ -29,15 +29,10 @@ struct Footprint {
     threads: usize,
 }
 
-fn footprint(pid: u32) -> Footprint {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss_kib = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap();
+fn footprint(server: &Server) -> Footprint {
+    let pid = server.pid();
     let count = |dir: &str| std::fs::read_dir(format!("/proc/{pid}/{dir}")).unwrap().count();
-    Footprint { rss_kib, fds: count("fd"), threads: count("task") }
+    Footprint { rss_kib: server.rss_kib(), fds: count("fd"), threads: count("task") }
 }
 
 /// The churn: who is in which room.
@@ -101,7 +96,7 @@ impl Churn {
             for _ in 0..PERIOD {
                 tick.tick().await;
                 self.step(server).await;
-                peak = peak.max(footprint(server.pid()).rss_kib);
+                peak = peak.max(footprint(server).rss_kib);
             }
             peaks.push(peak);
         }
@@ -149,10 +144,10 @@ async fn rooms_participants_and_recordings_churn_without_growth() {
     churn.run(&server, WARM_UP_PERIODS).await;
     let live = settle(&server).await;
     assert!(live.is_empty(), "gauges after the warm-up: {live:?}");
-    let idle = footprint(server.pid());
+    let idle = footprint(&server);
     let peaks = churn.run(&server, periods - WARM_UP_PERIODS).await;
     let live = settle(&server).await;
-    let end = footprint(server.pid());
+    let end = footprint(&server);
     eprintln!(
         "{} joins, {} recordings in {:?}; peak RSS per {PERIOD} s after the warm-up (KiB): {peaks:?}; idle {idle:?} -> {end:?}",
         churn.joins,

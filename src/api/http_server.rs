@@ -177,7 +177,7 @@ pub async fn serve<F>(
             continue;
         };
         let service = warp::service(routes.clone());
-        let with_addr = with_client_addr(service, addr);
+        let with_addr = WithClientAddr { inner: service, addr };
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
         let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(with_addr));
@@ -191,10 +191,6 @@ pub async fn serve<F>(
 }
 
 /// warp's service with the client's address put on each request.
-fn with_client_addr<S>(service: S, addr: SocketAddr) -> WithClientAddr<S> {
-    WithClientAddr { inner: service, addr }
-}
-
 #[derive(Clone)]
 struct WithClientAddr<S> {
     inner: S,
