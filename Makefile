@@ -24,12 +24,13 @@ run: deps
 
 lint: deps
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features mcu/fault-injection -- -D warnings
 
 # Integration tests start real servers and real WebRTC peers; one at a time keeps
-# them real-time on a 2-core machine.
+# them real-time on a 2-core machine. The test build has the fault route
+# (tests/room_panic.rs); `make build`/`make run` never do.
 test: test-deps lint
-	$(CARGO) test --workspace --all-targets -- --test-threads=1
+	$(CARGO) test --workspace --all-targets --features mcu/fault-injection -- --test-threads=1
 
 fmt:
 	$(CARGO) fmt --all

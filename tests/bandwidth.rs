@@ -12,75 +12,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::Server;
+use common::netns::Namespace;
 use mcu_bench::client::{Client, ClientOptions};
-
-/// A network namespace with a veth pair to the host; removed on drop.
-struct Link {
-    namespace: String,
-    host_if: String,
-    host_ip: String,
-}
-
-fn run(args: &[&str]) -> Result<(), String> {
-    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args[0]))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-impl Link {
-    fn create() -> Result<Link, String> {
-        let n = std::process::id() % 200 + 20;
-        let link =
-            Link { namespace: format!("mcubw{n}"), host_if: format!("mcubw{n}h"), host_ip: format!("10.77.{n}.1") };
-        let peer_if = format!("mcubw{n}n");
-        let peer_ip = format!("10.77.{n}.2/24");
-        let _ = run(&["ip", "netns", "del", &link.namespace]);
-        let _ = run(&["ip", "link", "del", &link.host_if]);
-        let ns = link.namespace.as_str();
-        run(&["ip", "netns", "add", ns])?;
-        run(&["ip", "link", "add", &link.host_if, "type", "veth", "peer", "name", &peer_if])?;
-        run(&["ip", "link", "set", &peer_if, "netns", ns])?;
-        run(&["ip", "addr", "add", &format!("{}/24", link.host_ip), "dev", &link.host_if])?;
-        run(&["ip", "link", "set", &link.host_if, "up"])?;
-        run(&["ip", "netns", "exec", ns, "ip", "addr", "add", &peer_ip, "dev", &peer_if])?;
-        run(&["ip", "netns", "exec", ns, "ip", "link", "set", &peer_if, "up"])?;
-        run(&["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"])?;
-        Ok(link)
-    }
-
-    /// Limits what the server sends the namespace.
-    fn limit(&self, rate: &str) -> Result<(), String> {
-        run(&[
-            "tc",
-            "qdisc",
-            "replace",
-            "dev",
-            &self.host_if,
-            "root",
-            "tbf",
-            "rate",
-            rate,
-            "burst",
-            "16kb",
-            "latency",
-            "50ms",
-        ])
-    }
-
-    fn unlimit(&self) -> Result<(), String> {
-        run(&["tc", "qdisc", "del", "dev", &self.host_if, "root"])
-    }
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        let _ = run(&["ip", "link", "del", &self.host_if]);
-        let _ = run(&["ip", "netns", "del", &self.namespace]);
-    }
-}
 
 /// Runs in the namespace (re-executed test binary): a receive-only participant on
 /// `auto` that prints what it decodes, four times a second, until killed.
@@ -143,14 +76,14 @@ impl Drop for Receiver {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_receiver_behind_a_bottleneck_follows_its_bandwidth() {
-    let link = match Link::create() {
+    let link = match Namespace::create() {
         Ok(link) => link,
         Err(e) => {
             eprintln!("SKIPPED: cannot build a network namespace here (needs root and iproute2): {e}");
             return;
         }
     };
-    let config = format!("[rtc]\ninterfaces = [\"{}\"]\n", link.host_if);
+    let config = format!("[rtc]\ninterfaces = [\"{}\"]\n", link.host_interface);
     let server = Server::start_with(Some(&config), &[("MCU_LISTEN", "0.0.0.0:0")]);
     let port = server.url.rsplit(':').next().unwrap().to_owned();
     // A publisher whose picture (scrolling colour bars) keeps every encode near its
@@ -164,10 +97,10 @@ async fn a_receiver_behind_a_bottleneck_follows_its_bandwidth() {
     let _publisher = server.join("thin", publisher).await;
 
     let mut child = Command::new("ip")
-        .args(["netns", "exec", &link.namespace])
+        .args(["netns", "exec", &link.name])
         .arg(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "helper_receiver_in_the_namespace", "--nocapture"])
-        .env("MCU_TEST_SERVER", format!("http://{}:{port}", link.host_ip))
+        .env("MCU_TEST_SERVER", format!("http://{}:{port}", link.host_address))
         .stdout(Stdio::piped())
         .spawn()
         .expect("run the receiver in the namespace");

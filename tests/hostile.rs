@@ -9,6 +9,7 @@ use common::raw_peer::RawPeer;
 use common::sse::EventStream;
 use common::webrtcbin::WebrtcbinSession;
 use common::{Server, color_matches, wait_for_pixels};
+use gstreamer::prelude::*;
 use mcu_bench::client::{ClientOptions, Endpoint};
 use webrtc::rtp::packet::Packet;
 
@@ -282,5 +283,115 @@ async fn a_publisher_whose_video_cannot_be_decoded_is_restarted_then_removed() {
     // The grid is back to one cell, the good one.
     wait_for_pixels(&good, &[(640, 360, BLUE)], Duration::from_secs(5)).await.unwrap();
     sender.abort();
+    assert!(server.alarms().is_empty(), "{:?}", server.alarms());
+}
+
+/// One real VP8 keyframe of a solid `color` picture of `width`x`height`.
+fn vp8_keyframe(width: u32, height: u32, color: u32) -> bytes::Bytes {
+    mcu::media::init().unwrap();
+    let description = format!(
+        "videotestsrc num-buffers=1 pattern=solid-color foreground-color={} \
+         ! video/x-raw,format=I420,width={width},height={height},framerate=30/1 \
+         ! vp8enc deadline=1 ! appsink name=out sync=false",
+        0xff00_0000u32 | color
+    );
+    let pipeline = gstreamer::parse::launch(&description).unwrap().downcast::<gstreamer::Pipeline>().unwrap();
+    let sink = pipeline.by_name("out").unwrap().downcast::<gstreamer_app::AppSink>().unwrap();
+    pipeline.set_state(gstreamer::State::Playing).unwrap();
+    let sample = sink.pull_sample().expect("an encoded keyframe");
+    let frame = bytes::Bytes::copy_from_slice(&sample.buffer().unwrap().map_readable().unwrap());
+    pipeline.set_state(gstreamer::State::Null).unwrap();
+    assert_eq!(frame[0] & 1, 0, "a keyframe");
+    frame
+}
+
+/// Sends one VP8 frame as RTP packets (1200-byte payloads, marker on the last).
+async fn send_vp8_frame(peer: &RawPeer, frame: &bytes::Bytes, seq: &mut u16, timestamp: u32) -> Result<(), String> {
+    use webrtc::rtp::packetizer::Payloader;
+    let (payload_type, ssrc) = peer.negotiated();
+    let payloads = webrtc::rtp::codecs::vp8::Vp8Payloader::default().payload(1200, frame).map_err(|e| e.to_string())?;
+    let last = payloads.len() - 1;
+    for (i, payload) in payloads.into_iter().enumerate() {
+        *seq = seq.wrapping_add(1);
+        let header = webrtc::rtp::header::Header {
+            version: 2,
+            marker: i == last,
+            payload_type,
+            sequence_number: *seq,
+            timestamp,
+            ssrc,
+            ..Default::default()
+        };
+        peer.send_rtp(&Packet { header, payload }).await?;
+    }
+    Ok(())
+}
+
+/// A publisher whose every frame is a keyframe of another size (64x64 to 1920x1080):
+/// its cell shows its picture all along, nothing is restarted, the room's and another
+/// room's frame rates hold and memory stays bounded. Then a 4096x2304 keyframe, over
+/// `media.max_input_pixels`: the publisher is removed, the log says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_publisher_changing_resolution_every_frame_is_shown_until_it_declares_too_much() {
+    let server = Server::start("");
+    let calm = server.join("calm", common::publisher("calm", BLUE, 660.0)).await;
+    let good = server.join("sizes", common::publisher("good", 0x00ff00, 550.0)).await;
+    wait_for_pixels(&good, &[(640, 360, 0x00ff00)], Duration::from_secs(10)).await.unwrap();
+    let sizes = [(64, 64), (320, 240), (1920, 1080), (160, 90), (640, 360), (1280, 720), (176, 144), (854, 480)];
+    let keyframes: Vec<bytes::Bytes> = sizes.iter().map(|&(w, h)| vp8_keyframe(w, h, RED)).collect();
+    let huge = vp8_keyframe(4096, 2304, RED);
+    let raw = RawPeer::join(&server.url, "/rooms/sizes/join").await.unwrap();
+    let rss_before = server.rss_kib() / 1024;
+    let (calm_before, good_before) =
+        (calm.received.frames_received.load(Ordering::Relaxed), good.received.frames_received.load(Ordering::Relaxed));
+    let started = Instant::now();
+    let sender = tokio::spawn(async move {
+        let (mut seq, mut tick) = (0u16, tokio::time::interval(Duration::from_millis(33)));
+        for n in 0..180u32 {
+            tick.tick().await;
+            send_vp8_frame(&raw, &keyframes[n as usize % keyframes.len()], &mut seq, n * 3000).await.unwrap();
+        }
+        raw
+    });
+    // The publisher's cell (right of the good one), sampled every 50 ms once shown.
+    wait_for_pixels(&good, &[(320, 360, 0x00ff00), (960, 360, RED)], Duration::from_secs(5)).await.unwrap();
+    let mut samples = Vec::new();
+    while !sender.is_finished() {
+        if let Some(rgb) = good.received.frame().and_then(|f| f.rgb_at(960, 360)) {
+            samples.push(rgb);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let raw = sender.await.unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    let fps = |client: &mcu_bench::client::Client, before: u64| {
+        (client.received.frames_received.load(Ordering::Relaxed) - before) as f64 / elapsed
+    };
+    let (calm_fps, good_fps) = (fps(&calm, calm_before), fps(&good, good_before));
+    let rss_after = server.rss_kib() / 1024;
+    let red = samples.iter().filter(|rgb| color_matches(**rgb, RED)).count();
+    eprintln!(
+        "{red} of {} samples red; fps: calm room {calm_fps:.1}, same room {good_fps:.1}; rss {rss_before} -> {rss_after} MiB",
+        samples.len()
+    );
+    assert!(samples.len() >= 40 && red == samples.len(), "the changing publisher's cell: {samples:?}");
+    assert!(calm_fps >= 25.0 && good_fps >= 25.0, "frame rates: {calm_fps:.1}, {good_fps:.1}");
+    assert!(rss_after < rss_before + 128, "memory bounded: {rss_before} -> {rss_after} MiB");
+    assert!(!server.logs().iter().any(|l| l.contains("failed to decode")), "no decode failure");
+
+    let mut seq = 1000u16;
+    send_vp8_frame(&raw, &huge, &mut seq, 600_000).await.unwrap();
+    let removed = common::eventually(Duration::from_secs(5), || async {
+        let (_, state) = server.get_json("/rooms/sizes").await;
+        match state["participants"].as_array().map(Vec::len) {
+            Some(1) => Ok(()),
+            other => Err(format!("{other:?}: {state}")),
+        }
+    })
+    .await;
+    assert!(removed.is_ok(), "{removed:?}");
+    assert!(server.logs().iter().any(|l| l.contains("removing a publisher") && l.contains("4096x2304")));
+    wait_for_pixels(&good, &[(640, 360, 0x00ff00)], Duration::from_secs(5)).await.unwrap();
+    raw.close().await;
     assert!(server.alarms().is_empty(), "{:?}", server.alarms());
 }

@@ -9,6 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::relay::{Impairment, Relay};
+use common::watch::{longest_audio_gap_ms, watch_cell};
 use common::{Server, color_matches, publisher, wait_for_pixels};
 use mcu_bench::client::{Client, ClientOptions};
 
@@ -46,46 +47,6 @@ async fn call() -> Call {
     Call { _server: server, p, v, p_link, v_link }
 }
 
-/// Samples `client`'s picture at `at` every 20 ms for `span`: the share of samples
-/// showing `color`, and the longest time it did not.
-async fn watch_cell(client: &Client, at: (u32, u32), color: u32, span: Duration) -> (f64, Duration) {
-    let (mut good, mut total) = (0u32, 0u32);
-    let (mut longest, mut wrong_since) = (Duration::ZERO, None::<Instant>);
-    let end = Instant::now() + span;
-    while Instant::now() < end {
-        let rgb = client.received.frame().and_then(|f| f.rgb_at(at.0, at.1));
-        total += 1;
-        if rgb.is_some_and(|rgb| color_matches(rgb, color)) {
-            good += 1;
-            wrong_since = None;
-        } else {
-            let since = *wrong_since.get_or_insert_with(Instant::now);
-            longest = longest.max(since.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    (f64::from(good) / f64::from(total.max(1)), longest)
-}
-
-/// The longest stretch, in ms, of the last `seconds` of received audio whose 10 ms
-/// windows fall below a third of the median level (a gap in the tone).
-fn longest_audio_gap_ms(client: &Client, seconds: usize) -> f64 {
-    let pcm = client.received.recent_audio(48_000 * seconds);
-    let rms: Vec<f64> = pcm
-        .chunks(480)
-        .map(|w| (w.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / w.len() as f64).sqrt())
-        .collect();
-    let mut sorted = rms.clone();
-    sorted.sort_by(f64::total_cmp);
-    let threshold = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0) / 3.0;
-    let (mut run, mut longest) = (0usize, 0usize);
-    for level in rms {
-        run = if level < threshold { run + 1 } else { 0 };
-        longest = longest.max(run);
-    }
-    longest as f64 * 10.0
-}
-
 /// Time from now until `client` shows `color` at `at` (`None` after `limit`).
 async fn time_until_shown(client: &Client, at: (u32, u32), color: u32, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
@@ -101,8 +62,8 @@ async fn time_until_shown(client: &Client, at: (u32, u32), color: u32, limit: Du
 /// Asserts the picture stayed right and the tone continuous under an impairment.
 async fn assert_call_holds(call: &Call, what: &str) {
     call.v.received.clear_audio();
-    let (share, longest_wrong) = watch_cell(&call.v, P_CELL, RED, Duration::from_secs(6)).await;
-    let gap = longest_audio_gap_ms(&call.v, 5);
+    let (share, longest_wrong) = watch_cell(&call.v.received, P_CELL, RED, Duration::from_secs(6)).await;
+    let gap = longest_audio_gap_ms(&call.v.received, 5);
     let fps = call.v.received.media_fps(60).unwrap_or(0.0);
     let [[(p_up, p_up_lost), _], [_, (v_down, v_down_lost)]] = [call.p_link.counts(), call.v_link.counts()];
     eprintln!(
@@ -154,7 +115,7 @@ async fn recovery_after_outage(call: &Call, uplink: bool) -> Duration {
     call.p.cue(GREEN);
     if uplink {
         // The mix goes on for everyone else: v's own cell and frame rate.
-        let (share, _) = watch_cell(&call.v, V_CELL, BLUE, Duration::from_secs(1)).await;
+        let (share, _) = watch_cell(&call.v.received, V_CELL, BLUE, Duration::from_secs(1)).await;
         let fps = call.v.received.media_fps(30).unwrap_or(0.0);
         assert!(share >= 0.95 && fps >= 25.0, "during p's outage v still gets the mix: {share:.2}, {fps:.1} fps");
     }

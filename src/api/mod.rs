@@ -3,6 +3,8 @@
 
 mod error;
 mod events;
+#[cfg(feature = "fault-injection")]
+mod faults;
 pub mod http_server;
 pub(crate) mod layout;
 mod limit;
@@ -136,6 +138,8 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .and(with_api.clone())
         .then(|room, authorization, api| async move { reply(room_state(room, authorization, api).await) })
         .boxed();
+    #[cfg(feature = "fault-injection")]
+    let with_api_faults = with_api.clone();
     let recordings = recordings::routes(with_api.clone(), recordings_dir);
     let streams = streams::routes(with_api.clone());
     let whip = whip::routes(with_api.clone());
@@ -174,6 +178,8 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .boxed();
     let operations = ice_servers.or(health).unify().or(metrics).unify().boxed();
     let media = recordings.or(streams).unify().or(whip).unify().boxed();
+    #[cfg(feature = "fault-injection")]
+    let operations = operations.or(faults::routes(with_api_faults)).unify().boxed();
     let all: BoxedFilter<(Response,)> =
         conference.or(media).unify().or(operations).unify().or(web::routes(web_dir)).unify().boxed();
     // Without configured origins there is no CORS layer at all: same-origin pages

@@ -103,7 +103,9 @@ pub struct RtcConfig {
     pub udp_port: u16,
     /// IP advertised in ICE candidates instead of the interfaces' (`MCU_PUBLIC_IP`).
     pub public_ip: Option<IpAddr>,
-    /// Network interfaces to gather candidates on; empty means all.
+    /// Network interfaces in order of preference: the one ICE candidate is gathered
+    /// on the first one's address; empty: the default route's interface (see
+    /// `rtc::candidate_address`).
     pub interfaces: Vec<String>,
     /// Offer loopback candidates (useful for local testing only).
     pub include_loopback: bool,

@@ -65,16 +65,19 @@ pub(super) struct EncodeBranch {
 }
 
 impl EncodeBranch {
-    /// Builds the branch's bin (not yet linked): `spec`'s scaler, rate and encoder,
-    /// frames to `frames`.
+    /// Builds the branch's bin (not yet linked) named `out-{key}`: `spec`'s scaler,
+    /// rate and encoder, frames to `frames`.
     pub fn build(
         config: &MediaConfig,
+        key: &str,
         spec: &EncodeSpec,
         frames: FrameSink,
     ) -> Result<(gst::Bin, gst_app::AppSink), MediaError> {
         let description = render(template::VIDEO_OUTPUT, &values(config, spec)?)?;
-        let bin = gst::parse::bin_from_description(&description, true).map_err(|e| MediaError::Parse(e.to_string()))?;
-        bin.set_property("name", format!("out-{}-{}x{}", spec.codec, spec.width, spec.height));
+        let bin =
+            gst::parse::bin_from_description(&description, false).map_err(|e| MediaError::Parse(e.to_string()))?;
+        bin.set_property("name", format!("out-{key}"));
+        shield_sink(&bin)?;
         let appsink = bin
             .by_name("encoded")
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
@@ -104,6 +107,26 @@ impl EncodeBranch {
         let event = gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build();
         self.appsink.send_event(event);
     }
+}
+
+/// Gives the bin its sink pad, which tells the tee feeding it that every push went
+/// well: the error a failed encoder returns for its frames (until the bus thread
+/// takes the branch down) must not stop the shared compositor, which feeds every
+/// other encode and the recordings. The failure itself reaches the bus, where the
+/// branch is restarted, the tee skipping it while it is down (`video_bus.rs`).
+fn shield_sink(bin: &gst::Bin) -> Result<(), MediaError> {
+    let entry = bin
+        .by_name("encode_in")
+        .and_then(|e| e.static_pad("sink"))
+        .ok_or_else(|| MediaError::Pipeline("output template lacks its 'encode_in' queue".into()))?;
+    let shielded = |result: Result<gst::FlowSuccess, gst::FlowError>| result.or(Ok(gst::FlowSuccess::Ok));
+    let sink = gst::GhostPad::builder_with_target(&entry)
+        .map_err(|e| MediaError::Pipeline(e.to_string()))?
+        .name("sink")
+        .chain_function(move |pad, parent, buffer| shielded(gst::ProxyPad::chain_default(pad, parent, buffer)))
+        .chain_list_function(move |pad, parent, list| shielded(gst::ProxyPad::chain_list_default(pad, parent, list)))
+        .build();
+    bin.add_pad(&sink).map_err(|e| MediaError::Pipeline(e.to_string()))
 }
 
 fn to_frame(sink: &gst_app::AppSink, sample: gst::Sample, frame_period: Duration) -> Option<EncodedFrame> {

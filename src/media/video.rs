@@ -72,7 +72,7 @@ impl Branch {
 
 /// The compositor pipeline of one room.
 pub struct VideoMixer {
-    pipeline: gst::Pipeline,
+    pub(super) pipeline: gst::Pipeline,
     compositor: gst::Element,
     tee: gst::Element,
     branches: HashMap<String, Branch>,
@@ -213,6 +213,12 @@ impl VideoMixer {
         *self.watch.handler.lock().unwrap_or_else(|p| p.into_inner()) = Some(handler);
     }
 
+    /// Sets who is told when an encode's branch fails (restarted, or given up as for
+    /// inputs); called with the encode's key.
+    pub fn on_output_failed(&self, handler: super::video_bus::OutputFailed) {
+        *self.watch.output_handler.lock().unwrap_or_else(|p| p.into_inner()) = Some(handler);
+    }
+
     /// Unlinks and frees a publisher's branch. Blocks briefly (state change): call
     /// from a blocking context.
     pub fn remove_input(&mut self, key: &str) -> Result<(), MediaError> {
@@ -258,7 +264,7 @@ impl VideoMixer {
         if self.outputs.contains_key(key) {
             return Ok(());
         }
-        let (bin, appsink) = EncodeBranch::build(&self.config, spec, frames)?;
+        let (bin, appsink) = EncodeBranch::build(&self.config, key, spec, frames)?;
         self.pipeline.add(&bin).map_err(|e| MediaError::Pipeline(e.to_string()))?;
         let sink =
             bin.static_pad("sink").ok_or_else(|| MediaError::Pipeline("encode branch has no sink pad".into()))?;
@@ -285,6 +291,8 @@ impl VideoMixer {
     /// Stops and frees an encode. Blocks briefly: call from a blocking context.
     pub fn remove_output(&mut self, key: &str) -> Result<(), MediaError> {
         let Some(output) = self.outputs.remove(key) else { return Ok(()) };
+        // Not while the bus thread restarts this branch.
+        let _apart = self.watch.changes.lock().unwrap_or_else(|p| p.into_inner());
         stop_and_remove(&self.pipeline, &output.bin, || self.tee.release_request_pad(&output.tee_pad))
             .map_err(|e| MediaError::Pipeline(format!("encode {key}: {e}")))
     }

@@ -229,6 +229,24 @@ impl Rooms {
         }
     }
 
+    /// Forgets a room whose task ended without closing normally (a panic), unless a
+    /// newer room already took its name.
+    pub(super) fn forget(&self, room: &RoomName, generation: u64) {
+        let mut rooms = self.lock();
+        if rooms.get(room).is_some_and(|h| h.generation == generation) {
+            rooms.remove(room);
+        }
+    }
+
+    /// Test builds only: makes the room's task panic; false when there is no such room.
+    #[cfg(feature = "fault-injection")]
+    pub async fn inject_panic(&self, room: &RoomName) -> bool {
+        match self.sender(room) {
+            Some(sender) => sender.send(RoomCommand::Panic).await.is_ok(),
+            None => false,
+        }
+    }
+
     fn sender(&self, room: &RoomName) -> Option<mpsc::Sender<RoomCommand>> {
         self.lock().get(room).map(|h| h.commands.clone())
     }

@@ -16,6 +16,7 @@ use webrtc::ice::udp_network::UDPNetwork;
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::interceptor::registry::Registry;
 
+use super::candidate_address;
 use crate::config::RtcConfig;
 
 pub use super::codecs::{OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE, opus_capability, vp8_capability};
@@ -64,10 +65,19 @@ impl RtcEngine {
         settings.set_udp_network(UDPNetwork::Muxed(mux));
         settings.set_network_types(vec![NetworkType::Udp4]);
         settings.set_include_loopback_candidate(config.include_loopback);
-        if !config.interfaces.is_empty() {
-            let allowed = config.interfaces.clone();
-            settings.set_interface_filter(Box::new(move |name: &str| allowed.iter().any(|a| a == name)));
-        }
+        // One address only (see `candidate_address`).
+        let found = candidate_address::local_addresses();
+        let default_route = candidate_address::default_route_interface();
+        let chosen =
+            candidate_address::pick(&found, &config.interfaces, config.include_loopback, default_route.as_deref())
+                .ok_or_else(|| {
+                    EngineError::Setup(format!("no IPv4 address on the interfaces {:?}", config.interfaces))
+                })?;
+        let others = found.iter().filter(|a| a.ip != chosen.ip && !a.ip.is_loopback()).count();
+        tracing::info!(interface = chosen.interface, ip = %chosen.ip, other_addresses = others, "ICE candidates on one address");
+        let (interface, ip) = (chosen.interface.clone(), chosen.ip);
+        settings.set_interface_filter(Box::new(move |name: &str| name == interface));
+        settings.set_ip_filter(Box::new(move |candidate: IpAddr| candidate == ip));
         if let Some(ip) = config.public_ip {
             settings.set_nat_1to1_ips(vec![ip.to_string()], RTCIceCandidateType::Host);
         }

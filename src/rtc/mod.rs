@@ -1,6 +1,7 @@
 //! webrtc-rs glue: the shared API (composition root), SDP offer inspection, and peer
 //! connection setup.
 
+pub mod candidate_address;
 pub mod codecs;
 pub mod engine;
 pub mod forward;

@@ -2,10 +2,12 @@
 //! colour and tone checks.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod raw_peer;
 pub mod relay;
 pub mod rtmp;
 pub mod sse;
+pub mod watch;
 pub mod webrtcbin;
 
 use std::collections::HashMap;

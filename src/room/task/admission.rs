@@ -112,6 +112,10 @@ impl RoomTask {
                 let id = ParticipantId::from_shared(Arc::from(key));
                 let _ = events.send(RoomEvent::InputFailed(id, failure));
             }));
+            let events = self.events.clone();
+            video.on_output_failed(Arc::new(move |key, failure| {
+                let _ = events.send(RoomEvent::OutputFailed(key.to_owned(), failure));
+            }));
             let key = participant.id.as_str().to_owned();
             let input = tokio::task::block_in_place(|| video.add_input(&key, codec, needs_keyframe))
                 .map_err(|e| JoinError::Media(e.to_string()))?;

@@ -1,6 +1,8 @@
 //! A publisher whose video the server cannot decode: its decode branch is restarted
 //! with a keyframe asked for, or, failing again and again, the publisher is removed.
-//! The event stream says which (`input_failed`).
+//! An encode of the composite whose encoder fails is restarted (its receivers get a
+//! keyframe), or left stopped when it keeps failing. The event stream says which
+//! (`input_failed`, `output_failed`).
 
 use super::super::ParticipantId;
 use super::super::core::Input;
@@ -27,5 +29,20 @@ impl RoomTask {
             );
             self.handle_event(RoomEvent::InputRefused(id, why));
         }
+    }
+
+    pub(super) fn output_failed(&mut self, encode: String, failure: InputFailure) {
+        let InputFailure { error, restarted } = failure;
+        if restarted {
+            tracing::warn!(room = %self.slot.name, encode, error, "an encode of the composite failed: restarted");
+        } else {
+            tracing::error!(
+                room = %self.slot.name, encode, error,
+                "an encode of the composite failed more than {RESTARTS_ALLOWED} times in {} s: stopped",
+                RESTART_WINDOW.as_secs()
+            );
+        }
+        self.notices
+            .send("output_failed", || serde_json::json!({ "encode": encode, "error": error, "restarted": restarted }));
     }
 }

@@ -4,9 +4,11 @@
 //! negotiation: joins are negotiated outside (see `join.rs`) and handed in ready.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
@@ -14,11 +16,14 @@ use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSampl
 
 mod actions;
 mod admission;
+mod closing;
 mod input_failure;
 mod moderation;
 mod recording;
 mod state;
 mod streams;
+
+use closing::close_peer;
 
 use super::core::{EncodeKey, Input, LayoutChoice, LayoutError, QualityError, RoomCore};
 use super::join::Reservation;
@@ -109,6 +114,9 @@ pub(super) enum RoomCommand {
     },
     /// Server shutdown: close every peer and stop.
     Close,
+    /// Test builds only: the room's task panics (see `tests/room_panic.rs`).
+    #[cfg(feature = "fault-injection")]
+    Panic,
 }
 
 /// A negotiated join, ready to become a participant.
@@ -146,6 +154,8 @@ pub(super) enum RoomEvent {
     InputRefused(ParticipantId, String),
     /// A publisher's decode branch failed; it was restarted or given up.
     InputFailed(ParticipantId, crate::media::video_bus::InputFailure),
+    /// An encode of the composite (by its key) failed; it was restarted or given up.
+    OutputFailed(String, crate::media::video_bus::InputFailure),
 }
 
 /// A place held for a join being negotiated.
@@ -226,6 +236,21 @@ impl RoomTask {
     }
 
     async fn run(mut self, mut commands: mpsc::Receiver<RoomCommand>, mut events: mpsc::UnboundedReceiver<RoomEvent>) {
+        // A panic in the loop ends the room, not the server: what the room holds
+        // (peers, pipelines, threads) is let go as after a close, without trusting
+        // the state the panic left behind.
+        let served = AssertUnwindSafe(self.serve(&mut commands, &mut events)).catch_unwind().await;
+        match served {
+            Ok(()) => self.close(commands).await,
+            Err(panic) => self.abandon(commands, closing::panic_message(&*panic)).await,
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        commands: &mut mpsc::Receiver<RoomCommand>,
+        events: &mut mpsc::UnboundedReceiver<RoomEvent>,
+    ) {
         loop {
             let deadline = self.core.poll_timeout().map(Instant::from_std);
             tokio::select! {
@@ -245,32 +270,6 @@ impl RoomTask {
                 break;
             }
         }
-        // Closing: the registry no longer routes to this room. Answer what is queued.
-        commands.close();
-        while let Some(cmd) = commands.recv().await {
-            refuse(cmd);
-        }
-        self.stop_all_streams();
-        if let Some(active) = self.media.as_mut().and_then(RoomMedia::detach_recording) {
-            // The recording is finalized before anything else goes: it is the one
-            // thing that outlives the room.
-            let stopped = finalize(active).await;
-            tracing::info!(room = %self.slot.name, file = stopped.file, duration_ms = stopped.duration_ms, "recording finalized");
-        }
-        while !self.participants.is_empty() {
-            self.remove_participant(0, "room closing");
-        }
-        if let Some(m) = self.media.take() {
-            // Pipeline and mixer teardown block on GStreamer state changes.
-            let _ = tokio::task::spawn_blocking(move || {
-                drop(m);
-                crate::memory::release_freed_memory();
-            })
-            .await;
-        }
-        self.publish_summary();
-        self.notices.send("closed", || serde_json::json!({}));
-        tracing::info!(room = %self.slot.name, "room closed");
     }
 
     fn handle_command(&mut self, cmd: RoomCommand) {
@@ -360,6 +359,8 @@ impl RoomTask {
                 let _ = reply.send(self.stop_stream(&id));
             }
             RoomCommand::Close => {}
+            #[cfg(feature = "fault-injection")]
+            RoomCommand::Panic => panic!("fault injection: room {} panics", self.slot.name),
         }
     }
 
@@ -456,6 +457,7 @@ impl RoomTask {
             }
             RoomEvent::Stream(event) => self.handle_stream_event(event),
             RoomEvent::InputFailed(id, failure) => self.input_failed(id, failure),
+            RoomEvent::OutputFailed(encode, failure) => self.output_failed(encode, failure),
             RoomEvent::InputRefused(id, why) => {
                 if let Some(index) = self.participants.iter().position(|p| p.id == id) {
                     tracing::warn!(room = %self.slot.name, participant = %id, why, "removing a publisher");
@@ -511,58 +513,6 @@ impl RoomTask {
             self.core.handle(std::time::Instant::now(), Input::PublisherNeedsKeyframe(id.clone()));
         }
     }
-}
-
-/// Answers a command that arrived while the room closes.
-fn refuse(cmd: RoomCommand) {
-    match cmd {
-        RoomCommand::Reserve { reply, .. } => {
-            let _ = reply.send(Err(JoinError::ShuttingDown));
-        }
-        RoomCommand::Admit { admission, reply } => {
-            close_peer(admission.peer);
-            let _ = reply.send(Err(JoinError::ShuttingDown));
-        }
-        RoomCommand::Leave { reply, .. } => {
-            let _ = reply.send(Err(LeaveError::UnknownParticipant));
-        }
-        RoomCommand::SetQuality { reply, .. } => {
-            let _ = reply.send(Err(UpdateError::UnknownParticipant));
-        }
-        RoomCommand::State { reply } => {
-            let _ = reply.send(None);
-        }
-        RoomCommand::Subscribe { reply } => {
-            let _ = reply.send(None);
-        }
-        RoomCommand::Mute { reply, .. } => {
-            let _ = reply.send(Err(UpdateError::UnknownParticipant));
-        }
-        RoomCommand::SetLayout { reply, .. } => {
-            let _ = reply.send(Err(LayoutError::UnknownRoom));
-        }
-        RoomCommand::StartRecording { reply, .. } => {
-            let _ = reply.send(Err(RecordingError::UnknownRoom));
-        }
-        RoomCommand::StopRecording { reply } => {
-            let _ = reply.send(Err(RecordingError::NotRecording));
-        }
-        RoomCommand::CheckMember { reply, .. } => {
-            let _ = reply.send(Err(LeaveError::UnknownParticipant));
-        }
-        RoomCommand::StartStream { reply, .. } => {
-            let _ = reply.send(Err(StreamError::UnknownRoom));
-        }
-        RoomCommand::StopStream { reply, .. } => {
-            let _ = reply.send(Err(StreamError::UnknownStream));
-        }
-        RoomCommand::Close => {}
-    }
-}
-
-/// Closes a peer that never became a participant.
-fn close_peer(peer: Peer) {
-    tokio::spawn(async move { peer.close().await });
 }
 
 fn send_pli(p: &Participant) {

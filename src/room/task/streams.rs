@@ -192,7 +192,7 @@ impl RoomTask {
 
     /// Ends the running attempt, if any: `flush` sends what is queued and the end of
     /// stream first (a deliberate stop); otherwise the pipeline is simply dropped.
-    fn end_attempt(&mut self, stream: &mut LiveStream, flush: bool) {
+    pub(super) fn end_attempt(&mut self, stream: &mut LiveStream, flush: bool) {
         let Some(tap) = stream.tap.take() else { return };
         if let Some(media) = self.media.as_mut() {
             media.detach(&tap);
