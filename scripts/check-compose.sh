@@ -422,6 +422,36 @@ else:
     if relay != wanted:
         err(f"turn: published relay ports do not match min-port..max-port ({lo}-{hi}) of turnserver.conf")
 
+# --- the cluster profile -------------------------------------------------------------
+for name, node in services.items():
+    if name == "mcu" or not isinstance(node, dict) or "cluster" not in (node.get("profiles") or []):
+        continue
+    if name == "redis" or str(node.get("image") or "").startswith("redis:"):
+        if str(node.get("image") or "").endswith(":latest"):
+            err(f"{name}: image is not pinned")
+        continue
+    node_env = as_env(node)
+    for required in ("MCU_REDIS_URL", "MCU_NODE_URL", "MCU_UDP_PORT", "MCU_LISTEN"):
+        if not node_env.get(required):
+            err(f"{name}: {required} is not set (a cluster node)")
+    ports = as_ports(node, name)
+    try:
+        node_udp = int(node_env.get("MCU_UDP_PORT") or "")
+        if node_udp == udp_port:
+            err(f"{name}: its MCU_UDP_PORT {node_udp} is the mcu's")
+        if (node_udp, node_udp, "udp") not in ports:
+            err(f"{name}: MCU_UDP_PORT {node_udp}/udp is not published under the same port number")
+    except ValueError:
+        err(f"{name}: MCU_UDP_PORT is not a port number")
+    node_http = int(str(node_env.get("MCU_LISTEN", ":0")).rsplit(":", 1)[1] or 0)
+    if not any(c == node_http and p == "tcp" and h for h, c, p in ports):
+        err(f"{name}: its HTTP port {node_http}/tcp is not published")
+    if not str(node_env.get("MCU_NODE_URL", "")).endswith(f":{node_http}"):
+        err(f"{name}: MCU_NODE_URL does not name its published HTTP port {node_http}")
+    for net in (node.get("networks") or {}).values() if isinstance(node.get("networks"), dict) else []:
+        if isinstance(net, dict) and net.get("ipv4_address") and net["ipv4_address"] not in allowed:
+            err(f"turn: the address of {name} ({net['ipv4_address']}) is not an --allowed-peer-ip")
+
 if errors:
     for e in errors:
         print(f"check-compose: {e}", file=sys.stderr)

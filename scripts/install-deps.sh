@@ -14,7 +14,7 @@ EXTRA_PKGS=()
 for group in "$@"; do
   case "$group" in
     build) ;;
-    test) EXTRA_PKGS+=(ffmpeg gstreamer1.0-plugins-base-apps gstreamer1.0-nice python3-yaml iproute2 nftables nginx libnginx-mod-rtmp) ;;
+    test) EXTRA_PKGS+=(ffmpeg gstreamer1.0-plugins-base-apps gstreamer1.0-nice python3-yaml iproute2 nftables nginx libnginx-mod-rtmp redis-server) ;;
     browser) EXTRA_PKGS+=(chromium nodejs npm) ;;
     turn) EXTRA_PKGS+=(coturn) ;;
     bench) EXTRA_PKGS+=(janus linux-perf) ;;

@@ -20,6 +20,9 @@ pub enum ServeError {
     /// The WebRTC stack could not be set up.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The cluster store's URL is unusable.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// GStreamer is missing or broken.
     #[error(transparent)]
     Media(#[from] crate::media::MediaError),
@@ -43,11 +46,19 @@ pub struct RunningServer {
     pub rooms: Arc<Rooms>,
     serve: tokio::task::JoinHandle<()>,
     stop: tokio::sync::oneshot::Sender<()>,
+    /// The cluster refresh, stopped before this node deregisters.
+    cluster_refresh: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
     /// Stops accepting, closes every room, waits for the HTTP server to finish.
     pub async fn shutdown(self) {
+        // Out of the cluster first: no new room is placed here while the rooms drain.
+        if let (Some(refresh), Some(cluster)) = (self.cluster_refresh, self.rooms.context().cluster.clone()) {
+            refresh.abort();
+            let rooms: Vec<String> = self.rooms.list().into_iter().map(|r| r.room).collect();
+            cluster.deregister(&rooms).await;
+        }
         let _ = self.stop.send(());
         self.rooms.shutdown(Duration::from_secs(8)).await;
         let _ = tokio::time::timeout(Duration::from_secs(1), self.serve).await;
@@ -69,7 +80,13 @@ pub async fn start(config: Config) -> Result<RunningServer, ServeError> {
         tracing::warn!("no MCU_AUTH_SECRET: the server is open; anyone who reaches it can join, record and list rooms");
     }
     let recordings = RecordingStore::new(config.recording.dir.clone());
-    let rooms = Rooms::new(Arc::new(ServerContext { config, engine, recordings }));
+    let cluster = crate::cluster::Cluster::connect(&config.cluster)?;
+    let rooms = Rooms::new(Arc::new(ServerContext { config, engine, recordings, cluster: cluster.clone() }));
+    let cluster_refresh = cluster.map(|cluster| {
+        tracing::info!(node = cluster.id(), "cluster node: rooms shared through Redis");
+        let weak = Arc::downgrade(&rooms);
+        cluster.spawn_refresh(move || local_state(&weak))
+    });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let routes = crate::api::routes(Arc::clone(&rooms));
     let server = &rooms.context().config.server;
@@ -81,7 +98,24 @@ pub async fn start(config: Config) -> Result<RunningServer, ServeError> {
     let serve = tokio::spawn(crate::api::http_server::serve(listener, routes, limits, async move {
         let _ = stopped.await;
     }));
-    Ok(RunningServer { http_addr, udp_port, rooms, serve, stop })
+    Ok(RunningServer { http_addr, udp_port, rooms, serve, stop, cluster_refresh })
+}
+
+/// What this node publishes to the cluster.
+fn local_state(rooms: &std::sync::Weak<Rooms>) -> crate::cluster::LocalState {
+    let Some(rooms) = rooms.upgrade() else { return Default::default() };
+    crate::cluster::LocalState {
+        rooms: rooms
+            .list()
+            .into_iter()
+            .map(|r| crate::cluster::placement::ClusterRoom {
+                room: r.room,
+                participants: r.participants,
+                recording: r.recording,
+            })
+            .collect(),
+        load: rooms.estimated_cores(),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

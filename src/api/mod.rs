@@ -1,6 +1,7 @@
 //! The HTTP API (contract v1): warp routes, request validation, access control and
 //! responses. Every error is the contract's JSON `{"error": ...}`.
 
+mod cluster;
 mod error;
 mod events;
 #[cfg(feature = "fault-injection")]
@@ -71,6 +72,7 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         joins: limit::JoinLimiter::new(config.server.join_rate_per_min),
         rooms,
     });
+    let cluster_of_api = api.rooms.context().cluster.clone();
     let with_api = warp::any().map(move || Arc::clone(&api));
     let bearer = || warp::header::optional::<String>("authorization");
 
@@ -140,6 +142,7 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .boxed();
     #[cfg(feature = "fault-injection")]
     let with_api_faults = with_api.clone();
+    let with_api_nodes = with_api.clone();
     let recordings = recordings::routes(with_api.clone(), recordings_dir);
     let streams = streams::routes(with_api.clone());
     let whip = whip::routes(with_api.clone());
@@ -180,8 +183,20 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
     let media = recordings.or(streams).unify().or(whip).unify().boxed();
     #[cfg(feature = "fault-injection")]
     let operations = operations.or(faults::routes(with_api_faults)).unify().boxed();
+    let nodes = warp::path!("nodes")
+        .and(warp::get())
+        .and(bearer())
+        .and(with_api_nodes)
+        .then(|authorization, api| async move { reply(list_nodes(authorization, api).await) })
+        .boxed();
+    let operations = operations.or(nodes).unify().boxed();
     let all: BoxedFilter<(Response,)> =
         conference.or(media).unify().or(operations).unify().or(web::routes(web_dir)).unify().boxed();
+    // In a cluster, requests for rooms another node owns go there first.
+    let all = match cluster_of_api {
+        Some(cluster) => cluster::forward(cluster).or(all).unify().boxed(),
+        None => all,
+    };
     // Without configured origins there is no CORS layer at all: same-origin pages
     // (which send an Origin header on POST too) must not be refused.
     let all = match cors(&cors_origins) {
@@ -376,7 +391,19 @@ async fn leave(room: String, id: String, authorization: Authorization, api: Shar
 
 async fn list_rooms(authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
     api.authorize(authorization.as_deref(), None, &[Permission::Admin])?;
-    Ok(warp::reply::json(&api.rooms.list()).into_response())
+    match api.rooms.context().cluster.clone() {
+        Some(cluster) => Ok(cluster::list_rooms(&api, &cluster).await),
+        None => Ok(warp::reply::json(&api.rooms.list()).into_response()),
+    }
+}
+
+/// `GET /nodes` (admin): the cluster's live nodes; a single node without Redis.
+async fn list_nodes(authorization: Authorization, api: Shared) -> Result<Response, ApiError> {
+    api.authorize(authorization.as_deref(), None, &[Permission::Admin])?;
+    match api.rooms.context().cluster.clone() {
+        Some(cluster) => cluster::list_nodes(&cluster).await,
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not a cluster (no MCU_REDIS_URL)")),
+    }
 }
 
 async fn room_state(room: String, authorization: Authorization, api: Shared) -> Result<Response, ApiError> {

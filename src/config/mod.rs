@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod cluster;
 mod media;
 
+pub use cluster::ClusterConfig;
 pub use media::{MediaConfig, TierConfig};
 
 /// Everything the server can be told.
@@ -27,6 +29,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// TURN servers handed to clients.
     pub turn: TurnConfig,
+    /// Many nodes over Redis (off by default).
+    pub cluster: ClusterConfig,
 }
 
 /// Every environment variable the server reads (the contract's and this server's
@@ -47,6 +51,9 @@ pub const ENV_VARS: &[&str] = &[
     "MCU_MAX_PARTICIPANTS",
     "MCU_JOIN_RATE_PER_MIN",
     "MCU_MAX_CPU_CORES",
+    "MCU_REDIS_URL",
+    "MCU_NODE_URL",
+    "MCU_NODE_ID",
 ];
 
 /// HTTP listener and per-server limits.
@@ -232,6 +239,7 @@ impl Default for Config {
             recording: RecordingConfig::default(),
             auth: AuthConfig::default(),
             turn: TurnConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -337,6 +345,16 @@ impl Config {
         if let Some(v) = get("MCU_MAX_CPU_CORES") {
             self.server.max_cpu_cores = Some(parse("MCU_MAX_CPU_CORES", v)?);
         }
+        let optional = |v: String| if v.trim().is_empty() { None } else { Some(v) };
+        if let Some(v) = get("MCU_REDIS_URL") {
+            self.cluster.redis_url = optional(v);
+        }
+        if let Some(v) = get("MCU_NODE_URL") {
+            self.cluster.node_url = optional(v);
+        }
+        if let Some(v) = get("MCU_NODE_ID") {
+            self.cluster.node_id = optional(v);
+        }
         Ok(())
     }
 
@@ -350,6 +368,7 @@ impl Config {
         };
         hide(&mut shown.auth.secret);
         hide(&mut shown.turn.secret);
+        hide(&mut shown.cluster.redis_url);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
@@ -357,6 +376,11 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.media.validate()?;
         let invalid = |s: &str| Err(ConfigError::Invalid(s.to_owned()));
+        if self.cluster.enabled() && self.cluster.node_url.as_deref().is_none_or(|u| !u.starts_with("http")) {
+            return invalid(
+                "cluster.redis_url (MCU_REDIS_URL) needs cluster.node_url (MCU_NODE_URL), this node's http(s) base URL",
+            );
+        }
         let s = &self.server;
         if s.max_rooms == 0 || s.max_participants_per_room == 0 {
             return invalid("server.max_rooms and server.max_participants_per_room must be positive");

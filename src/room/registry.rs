@@ -31,6 +31,8 @@ pub struct ServerContext {
     pub engine: RtcEngine,
     /// Where recordings are written.
     pub recordings: RecordingStore,
+    /// This node's cluster membership (`None`: a single node).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// A running room's mailbox and what the registry reads without asking it.
@@ -222,6 +224,7 @@ impl Rooms {
                     return false;
                 }
                 rooms.remove(room);
+                self.release_in_cluster(room);
                 true
             }
             // Already gone (shutdown drained it) or replaced.
@@ -235,6 +238,15 @@ impl Rooms {
         let mut rooms = self.lock();
         if rooms.get(room).is_some_and(|h| h.generation == generation) {
             rooms.remove(room);
+            self.release_in_cluster(room);
+        }
+    }
+
+    /// A room closed here: the cluster may place it anew.
+    fn release_in_cluster(&self, room: &RoomName) {
+        if let Some(cluster) = self.ctx.cluster.clone() {
+            let room = room.to_string();
+            tokio::spawn(async move { cluster.release(&room).await });
         }
     }
 

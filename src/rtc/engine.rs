@@ -16,7 +16,7 @@ use webrtc::ice::udp_network::UDPNetwork;
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::interceptor::registry::Registry;
 
-use super::candidate_address;
+use super::candidate_address::{self, LocalAddress};
 use crate::config::RtcConfig;
 
 pub use super::codecs::{OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE, opus_capability, vp8_capability};
@@ -68,16 +68,19 @@ impl RtcEngine {
         // One address only (see `candidate_address`).
         let found = candidate_address::local_addresses();
         let default_route = candidate_address::default_route_interface();
-        let chosen =
-            candidate_address::pick(&found, &config.interfaces, config.include_loopback, default_route.as_deref())
-                .ok_or_else(|| {
-                    EngineError::Setup(format!("no IPv4 address on the interfaces {:?}", config.interfaces))
-                })?;
-        let others = found.iter().filter(|a| a.ip != chosen.ip && !a.ip.is_loopback()).count();
-        tracing::info!(interface = chosen.interface, ip = %chosen.ip, other_addresses = others, "ICE candidates on one address");
-        let (interface, ip) = (chosen.interface.clone(), chosen.ip);
-        settings.set_interface_filter(Box::new(move |name: &str| name == interface));
-        settings.set_ip_filter(Box::new(move |candidate: IpAddr| candidate == ip));
+        match candidate_address::pick(&found, &config.interfaces, config.include_loopback, default_route.as_deref()) {
+            Some(chosen) => {
+                let others = found.iter().filter(|a| a.ip != chosen.ip && !a.ip.is_loopback()).count();
+                tracing::info!(interface = chosen.interface, ip = %chosen.ip, other_addresses = others, "ICE candidates on one address");
+                let LocalAddress { interface, ip } = chosen;
+                settings.set_interface_filter(Box::new(move |name: &str| name == interface));
+                settings.set_ip_filter(Box::new(move |candidate: IpAddr| candidate == ip));
+            }
+            None => tracing::warn!(
+                interfaces = ?config.interfaces,
+                "no usable IPv4 address for ICE candidates: joins fail until one exists"
+            ),
+        }
         if let Some(ip) = config.public_ip {
             settings.set_nat_1to1_ips(vec![ip.to_string()], RTCIceCandidateType::Host);
         }

@@ -4,6 +4,7 @@
 
 pub mod netns;
 pub mod raw_peer;
+pub mod redis;
 pub mod relay;
 pub mod rtmp;
 pub mod sse;
