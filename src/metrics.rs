@@ -55,6 +55,20 @@ pub static AUDIO_FRAMES_DROPPED: Gauge = Gauge::new();
 /// stalled mixer or a flooding peer; a counter).
 pub static AUDIO_PACKETS_DROPPED: Gauge = Gauge::new();
 
+/// Rooms created since the server started (a counter): with bad joins refused before
+/// any room is touched, it grows only with rooms that had a valid join.
+pub static ROOMS_CREATED: Gauge = Gauge::new();
+
+/// Joins refused, by reason (a counter per reason): a storm of broken offers shows
+/// as what it is, not as server errors.
+static JOIN_FAILURES: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Counts one refused join (join, WHIP or WHEP) for `reason` (a fixed, short word).
+pub fn join_failed(reason: &'static str) {
+    *JOIN_FAILURES.lock().unwrap_or_else(|p| p.into_inner()).entry(reason).or_insert(0) += 1;
+}
+
 /// The CPU budget and its estimated use, cores.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuLoad {
@@ -98,6 +112,15 @@ pub fn render(rooms: usize, participants: usize, cpu: CpuLoad) -> String {
     ];
     for (name, help, value) in counters {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+    }
+    let created = ROOMS_CREATED.get();
+    out.push_str(&format!(
+        "# HELP mcu_rooms_created_total Rooms created since start\n# TYPE mcu_rooms_created_total counter\n\
+         mcu_rooms_created_total {created}\n"
+    ));
+    out.push_str("# HELP mcu_join_failures_total Joins refused, by reason\n# TYPE mcu_join_failures_total counter\n");
+    for (reason, count) in JOIN_FAILURES.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        out.push_str(&format!("mcu_join_failures_total{{reason=\"{reason}\"}} {count}\n"));
     }
     let cores = [
         ("mcu_cpu_budget_cores", "CPU cores media may use (0: no limit)", cpu.budget.unwrap_or(0.0)),

@@ -56,8 +56,7 @@ impl RunningServer {
         // Out of the cluster first: no new room is placed here while the rooms drain.
         if let (Some(refresh), Some(cluster)) = (self.cluster_refresh, self.rooms.context().cluster.clone()) {
             refresh.abort();
-            let rooms: Vec<String> = self.rooms.list().into_iter().map(|r| r.room).collect();
-            cluster.deregister(&rooms).await;
+            cluster.deregister(&self.rooms.names()).await;
         }
         let _ = self.stop.send(());
         self.rooms.shutdown(Duration::from_secs(8)).await;
@@ -101,10 +100,11 @@ pub async fn start(config: Config) -> Result<RunningServer, ServeError> {
     Ok(RunningServer { http_addr, udp_port, rooms, serve, stop, cluster_refresh })
 }
 
-/// What this node publishes to the cluster.
-fn local_state(rooms: &std::sync::Weak<Rooms>) -> crate::cluster::LocalState {
-    let Some(rooms) = rooms.upgrade() else { return Default::default() };
-    crate::cluster::LocalState {
+/// What this node publishes to the cluster; `None` once the server is gone.
+fn local_state(rooms: &std::sync::Weak<Rooms>) -> Option<crate::cluster::LocalState> {
+    let rooms = rooms.upgrade()?;
+    let server = &rooms.context().config.server;
+    Some(crate::cluster::LocalState {
         rooms: rooms
             .list()
             .into_iter()
@@ -114,8 +114,11 @@ fn local_state(rooms: &std::sync::Weak<Rooms>) -> crate::cluster::LocalState {
                 recording: r.recording,
             })
             .collect(),
+        held: rooms.names(),
         load: rooms.estimated_cores(),
-    }
+        cpu_budget: rooms.cpu_budget(),
+        max_rooms: server.max_rooms,
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -48,9 +48,7 @@ async fn the_join_that_would_overflow_the_budget_is_refused_and_the_room_plays_o
         other => panic!("expected a refusal, got {other}"),
     }
     // The same refusal seen over plain HTTP: it says when to retry.
-    let offer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-                 m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendrecv\r\n\
-                 a=rtpmap:96 VP8/90000\r\n";
+    let offer = include_str!("fixtures/offers/chromium.sdp");
     let response = reqwest::Client::new()
         .post(format!("{}/rooms/b/join", server.url))
         .header("content-type", "application/sdp")

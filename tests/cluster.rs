@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::redis::Redis;
+use common::sse::EventStream;
 use common::{Server, publisher, wait_for_pixels};
 use mcu_bench::client::{Client, ClientOptions};
 
@@ -130,10 +131,70 @@ async fn a_participant_joining_through_another_node_lands_in_the_rooms_node() {
     })
     .await;
     assert!(agreed.is_ok(), "{agreed:?}");
-    // The room's state and its participants answer on any node.
+    // The room's state, its event stream and its participants answer on any node.
     let (status, state) = cluster.at(2).get_json("/rooms/meet").await;
     assert_eq!((status, state["participants"].as_array().map(Vec::len)), (200, Some(2)), "{state}");
+    let mut events = EventStream::open(cluster.at(2), "meet").await.expect("the event stream through node c");
+    let (name, data) = events.next(Duration::from_secs(5)).await.expect("an event");
+    assert_eq!((name.as_str(), data["participants"].as_array().map(Vec::len)), ("state", Some(2)), "{data}");
     assert_eq!(second.leave().await.unwrap(), 204, "DELETE through the node it joined by");
+    let (name, data) = events.next(Duration::from_secs(5)).await.expect("the leave, relayed as it happens");
+    assert_eq!(name, "left", "{data}");
+}
+
+/// A client cannot pose as a node: a forged forwarding header is ignored (the
+/// request is forwarded to the room's node as any other), and a room is never
+/// started a second time by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forged_forwarding_header_is_ignored() {
+    let Some(cluster) = cluster().await else { return };
+    let (_client, _, index) = cluster.room_through(0, "guarded").await;
+    let elsewhere = (index + 1) % 3;
+    let listed = common::eventually(Duration::from_secs(5), || async {
+        match cluster.placement(elsewhere).await.contains_key("guarded") {
+            true => Ok(()),
+            false => Err("not listed yet".to_owned()),
+        }
+    })
+    .await;
+    assert!(listed.is_ok(), "{listed:?}");
+    let forged = format!(
+        "mallory;{};;00",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+    );
+    let (status, state) = {
+        let r = reqwest::Client::new()
+            .get(format!("{}/rooms/guarded", cluster.at(elsewhere).url))
+            .header("x-mcu-forwarded", forged.clone())
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap_or_default()).unwrap_or_default(),
+        )
+    };
+    assert_eq!((status, state["participants"].as_array().map(Vec::len)), (200, Some(1)), "{state}");
+    let offer =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/offers/chromium.sdp")).unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{}/rooms/guarded/join", cluster.at(elsewhere).url))
+        .header("content-type", "application/sdp")
+        .header("x-mcu-forwarded", forged)
+        .body(offer)
+        .send()
+        .await
+        .unwrap();
+    let placement = cluster.placement(elsewhere).await;
+    assert_eq!(placement.get("guarded").map(|(node, _)| node.as_str()), Some(["a", "b", "c"][index]), "{placement:?}");
+    drop(response);
+    let listed: Vec<String> = [0, 1, 2].iter().filter(|&&i| i != index).map(|&i| cluster.at(i).url.clone()).collect();
+    for url in listed {
+        let rooms: serde_json::Value =
+            serde_json::from_str(&reqwest::get(format!("{url}/rooms")).await.unwrap().text().await.unwrap()).unwrap();
+        let here = rooms.as_array().unwrap().iter().filter(|r| r["room"] == "guarded").count();
+        assert_eq!(here, 1, "one room of that name in the cluster: {rooms}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

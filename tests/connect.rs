@@ -13,8 +13,8 @@ use mcu_bench::connect::{ConnectPlan, ConnectSummary, run};
 const CHURN: &str = "[server]\njoin_rate_per_min = 0\nmax_rooms = 200\n[media]\nwidth = 320\nheight = 180\n";
 
 async fn gauges_all_zero(server: &Server) -> Result<(), String> {
-    let m = server.metrics().await;
-    let live: Vec<(&String, &f64)> = m.iter().filter(|(k, v)| k.starts_with("mcu_") && **v != 0.0).collect();
+    let m = server.gauges().await;
+    let live: Vec<(&String, &f64)> = m.iter().filter(|(_, v)| **v != 0.0).collect();
     if live.is_empty() { Ok(()) } else { Err(format!("still live: {live:?}")) }
 }
 

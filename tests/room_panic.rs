@@ -17,14 +17,11 @@ const GREEN: u32 = 0x00ff00;
 const BLUE: u32 = 0x0000ff;
 const YELLOW: u32 = 0xffff00;
 
-/// Gauges of live resources (not counters, not configuration).
+/// The live gauges but the speakers count (it follows who talks).
 async fn gauges(server: &Server) -> BTreeMap<String, f64> {
-    server
-        .metrics()
-        .await
-        .into_iter()
-        .filter(|(name, _)| !name.ends_with("_total") && !name.starts_with("mcu_cpu_") && name != "mcu_audio_speakers")
-        .collect()
+    let mut gauges = server.gauges().await;
+    gauges.remove("mcu_audio_speakers");
+    gauges
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -13,15 +13,14 @@ use warp::reply::{Reply, Response};
 
 use super::{ApiError, Shared};
 use crate::cluster::placement::ClusterRoom;
-use crate::cluster::{Cluster, ClusterError, Placement};
-
-/// Marks a request one node forwarded to another: it is answered where it lands,
-/// never forwarded again.
-const FORWARDED: &str = "x-mcu-forwarded";
+use crate::cluster::{Cluster, ClusterError, Placement, signature};
 
 /// Largest body forwarded (an offer is at most 64 KiB; the owner applies its own
 /// limits).
 const FORWARDED_BODY_LIMIT: u64 = 1 << 20;
+/// How long a forwarded request's upstream may go silent: longer than the event
+/// stream's 15 s keep-alive, shorter than forever (a node lost without a reset).
+const UPSTREAM_SILENCE: Duration = Duration::from_secs(45);
 
 /// The room a path is about and whether the request may create it (a join or a WHIP
 /// publish); `None` for paths that are not about one room.
@@ -36,59 +35,107 @@ fn room_of(path: &str, method: &Method) -> Option<(String, bool)> {
     }
 }
 
+/// What the forwarding filter decided for a request that is not answered here.
+enum Route {
+    /// Relay it to the owner at this base URL.
+    To(String),
+    /// Answer with this error (a room that cannot be placed right now).
+    Refuse(ApiError),
+}
+
+/// Decides where a request is answered; rejects (so the local routes answer it)
+/// when that is here.
+async fn decide(
+    api: Shared,
+    cluster: Arc<Cluster>,
+    path: warp::path::FullPath,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Route, warp::Rejection> {
+    let here = || Err(warp::reject::not_found());
+    // Bad names are refused here, as a single node would.
+    let Some((room, create)) =
+        room_of(path.as_str(), &method).filter(|(room, _)| crate::room::RoomName::parse(room).is_ok())
+    else {
+        return here();
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // Forwarded by another node of the cluster: answered here, never forwarded again.
+    // A new room placed here is claimed first (the placement may be stale).
+    if header(signature::HEADER).and_then(|v| cluster.verify(v)).is_some() {
+        return match create {
+            true => match cluster.accept(&room).await {
+                Ok(false) => Ok(Route::Refuse(
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the room moved to another node; try again")
+                        .retry_after(1),
+                )),
+                _ => here(),
+            },
+            false => here(),
+        };
+    }
+    // Redis away: answer where the request lands, without waiting on it.
+    if !cluster.reachable() {
+        return here();
+    }
+    // A new room is placed only for a caller who may join it (the local routes
+    // answer the others with their 401/403/415).
+    if create {
+        let authorized = api.authorize(header("authorization"), Some(&room), &[]).is_ok();
+        let sdp = header("content-type").is_some_and(|c| c.trim().to_ascii_lowercase().starts_with("application/sdp"));
+        if !authorized || !sdp {
+            return here();
+        }
+    }
+    match cluster.place(&room, create).await {
+        Ok(Placement::Local) => here(),
+        Ok(Placement::Remote { url, .. }) => Ok(Route::To(url)),
+        Err(ClusterError::Store(e)) => {
+            tracing::warn!(room, error = %e, "cluster store unavailable: answering here");
+            here()
+        }
+        Err(e) => Ok(Route::Refuse(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(2))),
+    }
+}
+
 /// Forwards requests for rooms owned elsewhere; rejects (so the local routes answer)
 /// everything else.
-pub(super) fn forward(cluster: Arc<Cluster>) -> BoxedFilter<(Response,)> {
-    let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).build().unwrap_or_default();
-    let decide = {
+pub(super) fn forward(api: Shared, cluster: Arc<Cluster>) -> BoxedFilter<(Response,)> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .read_timeout(UPSTREAM_SILENCE)
+        .no_proxy()
+        .build()
+        .unwrap_or_default();
+    let join_timeout =
+        Duration::from_millis(api.rooms.context().config.server.join_timeout_ms) + Duration::from_secs(5);
+    let deciding = {
         let cluster = Arc::clone(&cluster);
-        move |path: warp::path::FullPath, method: Method, headers: HeaderMap| {
-            let cluster = Arc::clone(&cluster);
-            async move {
-                let not_ours = || Err(warp::reject::not_found());
-                if headers.contains_key(FORWARDED) {
-                    return not_ours();
-                }
-                // Bad names are refused here, as a single node would.
-                let Some((room, create)) =
-                    room_of(path.as_str(), &method).filter(|(room, _)| crate::room::RoomName::parse(room).is_ok())
-                else {
-                    return not_ours();
-                };
-                match cluster.place(&room, create).await {
-                    Ok(Placement::Local) => not_ours(),
-                    Ok(Placement::Remote { url, .. }) => Ok(Ok(url)),
-                    Err(ClusterError::Store(e)) => {
-                        tracing::warn!(room, error = %e, "cluster store unavailable: answering here");
-                        not_ours()
-                    }
-                    // Not answered here either: a room created here would split it.
-                    Err(e) => Ok(Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(2))),
-                }
-            }
-        }
+        move |path, method, headers| decide(Arc::clone(&api), Arc::clone(&cluster), path, method, headers)
     };
     warp::path::full()
         .and(warp::method())
         .and(warp::header::headers_cloned())
-        .and_then(decide)
+        .and_then(deciding)
         .and(warp::path::full())
         .and(warp::method())
         .and(warp::header::headers_cloned())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::ext::optional::<super::http_server::ClientAddr>())
         .and(super::body_stream())
         .then(
-            move |owner: Result<String, ApiError>,
+            move |route: Route,
                   path: warp::path::FullPath,
                   method,
                   headers,
                   query: String,
+                  client: Option<super::http_server::ClientAddr>,
                   body: super::BodyStream| {
-                let (http, node) = (http.clone(), cluster.id().to_owned());
+                let (http, cluster) = (http.clone(), Arc::clone(&cluster));
                 async move {
-                    let url = match owner {
-                        Ok(url) => url,
-                        Err(refused) => return refused.into_response(),
+                    let url = match route {
+                        Route::To(url) => url,
+                        Route::Refuse(refused) => return refused.into_response(),
                     };
                     let target = if query.is_empty() {
                         format!("{url}{}", path.as_str())
@@ -99,55 +146,80 @@ pub(super) fn forward(cluster: Arc<Cluster>) -> BoxedFilter<(Response,)> {
                         Ok(body) => bytes::Bytes::from(body),
                         Err(e) => return e.into_response(),
                     };
-                    super::reply(relay(&http, &node, method, &target, headers, body).await)
+                    let Some(signed) = cluster.sign(client.map(|c| c.0.ip())) else {
+                        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the cluster is starting; try again")
+                            .retry_after(2)
+                            .into_response();
+                    };
+                    let upstream = Upstream { method, target: &target, headers, body, signed, timeout: join_timeout };
+                    super::reply(relay(&http, upstream).await)
                 }
             },
         )
         .boxed()
 }
 
-async fn relay(
-    http: &reqwest::Client,
-    node: &str,
+/// A request on its way to the room's node.
+struct Upstream<'a> {
     method: Method,
-    target: &str,
+    target: &'a str,
     headers: HeaderMap,
     body: bytes::Bytes,
-) -> Result<Response, ApiError> {
-    let mut request = http.request(method, target).body(body);
-    for (name, value) in &headers {
-        if name != header::HOST && name != header::CONTENT_LENGTH && name != header::CONNECTION {
+    /// This node's signed forwarding header.
+    signed: String,
+    /// How long the owner may take to answer (a join negotiates).
+    timeout: Duration,
+}
+
+async fn relay(http: &reqwest::Client, upstream: Upstream<'_>) -> Result<Response, ApiError> {
+    let mut request = http.request(upstream.method, upstream.target).body(upstream.body);
+    for (name, value) in &upstream.headers {
+        let hop = name == header::HOST || name == header::CONTENT_LENGTH || name == header::CONNECTION;
+        if !hop && name.as_str() != signature::HEADER {
             request = request.header(name, value);
         }
     }
-    let upstream = request
-        .header(FORWARDED, node)
-        .send()
-        .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("the room's node did not answer: {e}")))?;
-    let status = upstream.status();
-    let upstream_headers = upstream.headers().clone();
-    // Streamed through a channel: the reply's body must be Sync, reqwest's is not.
+    let sent = tokio::time::timeout(upstream.timeout, request.header(signature::HEADER, upstream.signed).send()).await;
+    let response = match sent {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            tracing::warn!(target = upstream.target, error = %e, "forwarding to the room's node failed");
+            return Err(ApiError::new(StatusCode::BAD_GATEWAY, "the room's node did not answer"));
+        }
+        Err(_) => {
+            tracing::warn!(target = upstream.target, "the room's node did not answer in time");
+            return Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, "the room's node did not answer in time"));
+        }
+    };
+    let status = response.status();
+    let upstream_headers = response.headers().clone();
+    // Streamed through a channel (the reply's body must be Sync, reqwest's is not);
+    // the pump ends when the client goes away, not only at the next chunk.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
-        let mut chunks = upstream.bytes_stream();
-        while let Some(chunk) = chunks.next().await {
+        let mut chunks = response.bytes_stream();
+        loop {
+            let chunk = tokio::select! {
+                chunk = chunks.next() => chunk,
+                _ = tx.closed() => return,
+            };
+            let Some(chunk) = chunk else { return };
             if tx.send(chunk.map_err(std::io::Error::other)).await.is_err() {
                 return;
             }
         }
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
-    let mut response = warp::reply::stream(stream).into_response();
-    *response.status_mut() = status;
+    let mut reply = warp::reply::stream(stream).into_response();
+    *reply.status_mut() = status;
     for (name, value) in &upstream_headers {
         // Hop-by-hop headers stay; CORS headers are this node's own layer's to add.
         let hop = name == header::CONNECTION || name == header::TRANSFER_ENCODING || name == header::CONTENT_LENGTH;
         if !hop && !name.as_str().starts_with("access-control-") {
-            response.headers_mut().append(name, value.clone());
+            reply.headers_mut().append(name, value.clone());
         }
     }
-    Ok(response)
+    Ok(reply)
 }
 
 /// `GET /rooms` in a cluster: every node's rooms, each with its `"node"` (this node's
@@ -165,7 +237,10 @@ pub(super) async fn list_rooms(api: &Shared, cluster: &Cluster) -> Response {
         .into_iter()
         .map(|r| ClusterRoom { room: r.room, participants: r.participants, recording: r.recording })
         .collect();
-    let nodes = cluster.nodes().await.unwrap_or_default();
+    let nodes = match cluster.nodes().await {
+        Ok(nodes) => nodes,
+        Err(e) => return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(2).into_response(),
+    };
     let mut rooms: Vec<Listed> = local.iter().map(|room| Listed { room, node: cluster.id() }).collect();
     for node in nodes.iter().filter(|n| n.node != cluster.id()) {
         rooms.extend(node.room_list.iter().map(|room| Listed { room, node: &node.node }));

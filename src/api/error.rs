@@ -6,7 +6,6 @@ use warp::reply::{self, Reply, Response};
 
 use crate::auth::AuthError;
 use crate::room::{JoinError, LeaveError, RecordingError};
-use crate::rtc::offer::OfferError;
 
 /// An HTTP error response.
 #[derive(Debug)]
@@ -17,12 +16,25 @@ pub struct ApiError {
     pub message: String,
     /// Seconds after which a retry may succeed (`Retry-After`, with 503 and 429).
     pub retry_after_s: Option<u32>,
+    /// Why, in a word, for `mcu_join_failures_total{reason}` when a join fails.
+    pub reason: &'static str,
 }
 
 impl ApiError {
     /// An error with `status` and `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), retry_after_s: None }
+        let reason = match status.as_u16() {
+            401 => "unauthorized",
+            403 => "forbidden",
+            404 => "not_found",
+            413 => "too_large",
+            415 => "content_type",
+            429 => "rate_limited",
+            503 => "unavailable",
+            500..=599 => "internal",
+            _ => "bad_request",
+        };
+        Self { status, message: message.into(), retry_after_s: None, reason }
     }
 
     /// Adds `Retry-After`.
@@ -55,12 +67,7 @@ impl From<JoinError> for ApiError {
             _ => None,
         };
         let status = match &e {
-            JoinError::Offer(
-                OfferError::Malformed(_)
-                | OfferError::NoMedia
-                | OfferError::NoSupportedCodec
-                | OfferError::WrongDirection(_),
-            ) => StatusCode::BAD_REQUEST,
+            JoinError::Offer(_) => StatusCode::BAD_REQUEST,
             JoinError::Negotiation(_) => StatusCode::BAD_REQUEST,
             JoinError::RoomFull(_)
             | JoinError::ViewersFull(_)
@@ -70,7 +77,7 @@ impl From<JoinError> for ApiError {
             JoinError::UnknownRoom => StatusCode::NOT_FOUND,
             JoinError::Media(_) | JoinError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        Self { status, message: e.to_string(), retry_after_s }
+        Self { status, message: e.to_string(), retry_after_s, reason: e.reason() }
     }
 }
 
@@ -123,7 +130,7 @@ pub fn rejection(error: ApiError) -> warp::Rejection {
 /// Turns warp's own rejections (no route, wrong method, ...) into the JSON shape.
 pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
     let error = if let Some(Rejected(e)) = rejection.find::<Rejected>() {
-        ApiError { status: e.status, message: e.message.clone(), retry_after_s: e.retry_after_s }
+        ApiError { status: e.status, message: e.message.clone(), retry_after_s: e.retry_after_s, reason: e.reason }
     } else if rejection.find::<warp::cors::CorsForbidden>().is_some() {
         ApiError::new(StatusCode::FORBIDDEN, "origin not allowed (CORS)")
     } else if rejection.is_not_found() {

@@ -73,6 +73,7 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         rooms,
     });
     let cluster_of_api = api.rooms.context().cluster.clone();
+    let api_for_cluster = Arc::clone(&api);
     let with_api = warp::any().map(move || Arc::clone(&api));
     let bearer = || warp::header::optional::<String>("authorization");
 
@@ -83,7 +84,7 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         .and(with_api.clone())
         .then(|room, query, content_type, content_length, authorization, remote, body, api: Shared| async move {
             let request = JoinHttp { room, query, content_type, content_length, authorization, remote };
-            reply(join(request, body, api).await)
+            reply(counted(join(request, body, api).await))
         })
         .boxed();
     let leave = warp::path!("rooms" / String / "participants" / String)
@@ -194,7 +195,7 @@ pub fn routes(rooms: Arc<Rooms>) -> impl Filter<Extract = (impl Reply,), Error =
         conference.or(media).unify().or(operations).unify().or(web::routes(web_dir)).unify().boxed();
     // In a cluster, requests for rooms another node owns go there first.
     let all = match cluster_of_api {
-        Some(cluster) => cluster::forward(cluster).or(all).unify().boxed(),
+        Some(cluster) => cluster::forward(Arc::clone(&api_for_cluster), cluster).or(all).unify().boxed(),
         None => all,
     };
     // Without configured origins there is no CORS layer at all: same-origin pages
@@ -232,8 +233,35 @@ pub(crate) fn reply(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(Reply::into_response)
 }
 
+/// Counts a failed join (join, WHIP, WHEP) in `mcu_join_failures_total{reason}`.
+pub(crate) fn counted(result: Result<Response, ApiError>) -> Result<Response, ApiError> {
+    if let Err(e) = &result {
+        metrics::join_failed(e.reason);
+    }
+    result
+}
+
 /// See [`offer_parts`].
-type OfferParts = (HashMap<String, String>, Option<String>, Option<u64>, Authorization, Option<SocketAddr>, BodyStream);
+type OfferParts = (HashMap<String, String>, Option<String>, Option<u64>, Authorization, Caller, BodyStream);
+
+/// Who sent a request: its TCP peer, and the cluster's forwarding header if any (see
+/// [`Caller::ip`]).
+pub(crate) struct Caller {
+    addr: Option<SocketAddr>,
+    forwarded: Option<String>,
+}
+
+impl Caller {
+    /// The client's address: for a request another node of the cluster forwarded
+    /// (its signed header verifies), the client that node named; else the TCP peer.
+    fn ip(&self, api: &Api) -> Option<std::net::IpAddr> {
+        let cluster = api.rooms.context().cluster.as_ref();
+        match self.forwarded.as_deref().zip(cluster).and_then(|(value, cluster)| cluster.verify(value)) {
+            Some(forwarded) => forwarded.client,
+            None => self.addr.map(|a| a.ip()),
+        }
+    }
+}
 
 /// What an offer `POST` (join, WHIP, WHEP) carries besides its path: the query, the
 /// content type and length, the token, the client's address, the body.
@@ -242,7 +270,11 @@ fn offer_parts() -> impl Filter<Extract = OfferParts, Error = warp::Rejection> +
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::header::optional::<String>("authorization"))
-        .and(warp::ext::optional::<http_server::ClientAddr>().map(|a: Option<http_server::ClientAddr>| a.map(|c| c.0)))
+        .and(
+            warp::ext::optional::<http_server::ClientAddr>()
+                .and(warp::header::optional::<String>(crate::cluster::signature::HEADER))
+                .map(|addr: Option<http_server::ClientAddr>, forwarded| Caller { addr: addr.map(|c| c.0), forwarded }),
+        )
         .and(body_stream())
 }
 
@@ -253,7 +285,7 @@ struct JoinHttp {
     content_type: Option<String>,
     content_length: Option<u64>,
     authorization: Authorization,
-    remote: Option<SocketAddr>,
+    remote: Caller,
 }
 
 /// What every offer `POST` (join, WHIP, WHEP) checks before the offer itself: the
@@ -266,8 +298,8 @@ async fn read_offer(
 ) -> Result<(RoomName, Access, String), ApiError> {
     let room = room_name(&request.room)?;
     let access = api.authorize(request.authorization.as_deref(), Some(room.as_str()), &[])?;
-    if let Some(remote) = request.remote {
-        api.joins.check(remote.ip())?;
+    if let Some(ip) = request.remote.ip(api) {
+        api.joins.check(ip)?;
     }
     let mime = request.content_type.as_deref().and_then(|c| c.split(';').next()).map(|m| m.trim().to_ascii_lowercase());
     if mime.as_deref() != Some("application/sdp") {
@@ -286,7 +318,7 @@ async fn read_offer(
 async fn join(request: JoinHttp, body: BodyStream, api: Shared) -> Result<Response, ApiError> {
     let (room, access, offer) = read_offer(&request, body, &api).await?;
     // Sending needs `publish`, receiving `subscribe`.
-    let summary = inspect_offer(&offer).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let summary = inspect_offer(&offer).map_err(|e| ApiError::from(crate::room::JoinError::Offer(e)))?;
     let directions = [summary.audio, summary.video_direction()];
     let mut needed = Vec::new();
     if directions.iter().flatten().any(|d| d.publishes()) {

@@ -3,8 +3,6 @@
 //! `DELETE` ends. Both are joins of the room under a [`Role`]; everything a join
 //! checks (auth, rate, size, codecs, room and server limits) applies unchanged.
 
-use std::net::SocketAddr;
-
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::{StatusCode, header};
@@ -67,19 +65,20 @@ fn endpoint_routes(
 ) -> BoxedFilter<(Response,)> {
     let bearer = || warp::header::optional::<String>("authorization");
     let base = warp::path(endpoint.path()).and(warp::path::param::<String>());
-    let post = base.and(warp::path::end()).and(warp::post()).and(super::offer_parts()).and(with_api.clone()).then(
-        move |room,
-              query,
-              content_type,
-              content_length,
-              authorization,
-              remote: Option<SocketAddr>,
-              body,
-              api: Shared| async move {
-            let request = JoinHttp { room, query, content_type, content_length, authorization, remote };
-            reply(create(endpoint, request, body, api).await)
-        },
-    );
+    let post =
+        base.and(warp::path::end()).and(warp::post()).and(super::offer_parts()).and(with_api.clone()).then(
+            move |room,
+                  query,
+                  content_type,
+                  content_length,
+                  authorization,
+                  remote: super::Caller,
+                  body,
+                  api: Shared| async move {
+                let request = JoinHttp { room, query, content_type, content_length, authorization, remote };
+                reply(super::counted(create(endpoint, request, body, api).await))
+            },
+        );
     let options = base
         .and(warp::path::end())
         .and(warp::options())

@@ -1,15 +1,18 @@
 //! Many nodes, one cluster: each node publishes itself and the rooms it owns in Redis
 //! (contract v1.1, "Many nodes"). A room lives on one node; any node answers any
-//! request for it by forwarding it to the owner (`api::cluster_routes`). Ownership is
-//! a Redis key per room set with `NX` (two joins racing for a new room on two nodes
-//! meet in one) and a lease: the owner extends it every 2 s, so a node that dies loses
-//! its rooms within 10 s. Decisions are pure (`placement`); this module is the I/O.
+//! request for it by forwarding it to the owner (`api::cluster`). Ownership is a Redis
+//! key per room set with `NX` (two joins racing for a new room on two nodes meet in
+//! one) and a lease: the owner extends it every 2 s, so a node that dies loses its
+//! rooms within 10 s. Decisions are pure (`placement`, `signature`); this module is
+//! the I/O.
 
 pub mod placement;
+pub mod signature;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -22,6 +25,10 @@ pub enum ClusterError {
     /// Redis is unreachable or refused a command.
     #[error("cluster store unavailable: {0}")]
     Store(#[from] redis::RedisError),
+    /// This node is not (yet) registered: Redis restarted moments ago, and rooms
+    /// running somewhere may not have been claimed again yet. New rooms wait.
+    #[error("the cluster is re-registering its nodes; try again in a moment")]
+    Registering,
     /// The room's owner kept changing to dead nodes while it was being placed.
     #[error("the room's node is gone; try again")]
     OwnerGone,
@@ -41,20 +48,29 @@ pub enum Placement {
     },
 }
 
-/// Ownership of a room: extended when it is this node's; claimed afresh when the key
-/// is gone (Redis restarted, or the lease lapsed while Redis was away).
+/// Claims every room key in KEYS for ARGV[1] (extending its lease to ARGV[2] ms)
+/// unless another node holds it; returns the keys another node holds.
 const CLAIM_OR_EXTEND: &str = r"
-local owner = redis.call('GET', KEYS[1])
-if owner == false or owner == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
+local lost = {}
+for _, key in ipairs(KEYS) do
+  local owner = redis.call('GET', key)
+  if owner == false or owner == ARGV[1] then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+  else
+    table.insert(lost, key)
+  end
 end
-return 0";
+return lost";
 
-/// Gives a room up if this node owns it.
+/// Gives up every room key in KEYS that ARGV[1] holds.
 const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0";
+local released = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then released = released + redis.call('DEL', key) end
+end
+return released";
+
+const SECRET_KEY: &str = "mcu:secret";
 
 fn node_key(id: &str) -> String {
     format!("mcu:node:{id}")
@@ -64,18 +80,31 @@ fn room_key(room: &str) -> String {
     format!("mcu:room:{room}")
 }
 
-/// Unix time in ms.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 /// What this node tells the cluster about itself each refresh.
 #[derive(Debug, Clone, Default)]
 pub struct LocalState {
-    /// Its rooms.
+    /// Its rooms with participants (what `GET /rooms` lists).
     pub rooms: Vec<ClusterRoom>,
+    /// Every room name it holds, including rooms whose first join is still being
+    /// negotiated: their ownership is extended too.
+    pub held: Vec<String>,
     /// Estimated CPU cores in use.
     pub load: f64,
+    /// Its CPU budget.
+    pub cpu_budget: Option<f64>,
+    /// The most rooms it takes.
+    pub max_rooms: usize,
+}
+
+/// What the refresh learnt, shared with the request path.
+#[derive(Default)]
+struct Learnt {
+    clock: RefreshClock,
+    /// The cluster's shared secret (signs forwarded requests), once read.
+    secret: Option<Vec<u8>>,
+    /// Whether the last refresh reached Redis: while not, requests are answered
+    /// where they land at once, without waiting on Redis.
+    reachable: bool,
 }
 
 /// This node's membership of the cluster.
@@ -83,7 +112,8 @@ pub struct Cluster {
     id: String,
     url: String,
     redis: ConnectionManager,
-    clock: Mutex<RefreshClock>,
+    learnt: Mutex<Learnt>,
+    started: Instant,
 }
 
 impl Cluster {
@@ -102,15 +132,44 @@ impl Cluster {
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(1)))
             .set_max_delay(Duration::from_secs(1))
-            .set_number_of_retries(2);
+            .set_number_of_retries(1);
         let redis = client.get_connection_manager_lazy(manager)?;
         let url = node_url.trim_end_matches('/').to_owned();
-        Ok(Some(Arc::new(Cluster { id: config.id(), url, redis, clock: Mutex::new(RefreshClock::default()) })))
+        Ok(Some(Arc::new(Cluster {
+            id: config.id(),
+            url,
+            redis,
+            learnt: Mutex::new(Learnt::default()),
+            started: Instant::now(),
+        })))
+    }
+
+    fn learnt(&self) -> std::sync::MutexGuard<'_, Learnt> {
+        self.learnt.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// This node's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Whether Redis answered the last refresh.
+    pub fn reachable(&self) -> bool {
+        self.learnt().reachable
+    }
+
+    /// The header for a request this node forwards for `client`; `None` before the
+    /// cluster's secret is known.
+    pub fn sign(&self, client: Option<IpAddr>) -> Option<String> {
+        let secret = self.learnt().secret.clone()?;
+        Some(signature::sign(&secret, &self.id, unix_ms(), client))
+    }
+
+    /// What a forwarded request's header says, if another node of this cluster
+    /// signed it.
+    pub fn verify(&self, value: &str) -> Option<signature::Forwarded> {
+        let secret = self.learnt().secret.clone()?;
+        signature::verify(&secret, value, unix_ms()).filter(|f| f.node != self.id)
     }
 
     /// Where `room` is answered. With `create`, a room that exists nowhere is placed
@@ -133,10 +192,11 @@ impl Cluster {
                 Some(node) => node,
             };
             let record: Option<String> = redis::cmd("GET").arg(node_key(&node)).query_async(&mut redis).await?;
+            let now = redis_ms(&mut redis).await?;
             match record.and_then(|r| serde_json::from_str::<NodeRecord>(&r).ok()) {
-                Some(r) if placement::is_live(&r, now_ms()) => return Ok(Placement::Remote { node, url: r.url }),
-                // Silent for a lease: gone with its rooms (its key would lapse in a
-                // moment anyway).
+                Some(r) if placement::is_live(&r, now) => return Ok(Placement::Remote { node, url: r.url }),
+                // Silent for a lease: gone with its rooms (its key lapses in a moment
+                // anyway).
                 _ => {
                     let _: i64 = redis::Script::new(RELEASE).key(&key).arg(&node).invoke_async(&mut redis).await?;
                     if !create {
@@ -148,37 +208,62 @@ impl Cluster {
         Err(ClusterError::OwnerGone)
     }
 
-    /// Places a new room on the least-loaded live node (this one if none is known)
-    /// and claims it for that node; returns whoever holds the claim (another node's
-    /// placement may have won the race).
+    /// Places a new room on the least-loaded live node with capacity (this one if
+    /// none has) and claims it for that node; returns whoever holds the claim
+    /// (another node's placement may have won the race). Refused while this node is
+    /// not registered: after a Redis restart, the rooms running somewhere are claimed
+    /// again only at their nodes' next refresh.
     async fn claim(&self, redis: &mut ConnectionManager, key: &str) -> Result<String, ClusterError> {
         let nodes = self.nodes().await?;
-        let owned = self.owned_counts().await?;
-        let target = placement::choose_node(&nodes, &owned, now_ms()).map_or(self.id.clone(), |n| n.node.clone());
-        let claimed: Option<String> = redis::cmd("SET")
-            .arg(key)
-            .arg(&target)
-            .arg("NX")
-            .arg("PX")
-            .arg(placement::LEASE_MS)
-            .query_async(redis)
-            .await?;
-        if claimed.is_some() {
-            return Ok(target);
+        if !nodes.iter().any(|n| n.node == self.id) {
+            return Err(ClusterError::Registering);
         }
-        let holder: Option<String> = redis::cmd("GET").arg(key).query_async(redis).await?;
-        Ok(holder.unwrap_or(target))
+        let owned = self.owned_counts().await?;
+        let now = redis_ms(redis).await?;
+        let target = placement::choose_node(&nodes, &owned, now).map_or(self.id.clone(), |n| n.node.clone());
+        for _ in 0..3 {
+            let claimed: Option<String> = redis::cmd("SET")
+                .arg(key)
+                .arg(&target)
+                .arg("NX")
+                .arg("PX")
+                .arg(placement::LEASE_MS)
+                .query_async(&mut *redis)
+                .await?;
+            if claimed.is_some() {
+                return Ok(target);
+            }
+            let holder: Option<String> = redis::cmd("GET").arg(key).query_async(&mut *redis).await?;
+            if let Some(holder) = holder {
+                return Ok(holder);
+            }
+            // Released between the two: claim again.
+        }
+        Err(ClusterError::OwnerGone)
+    }
+
+    /// Takes a new room that another node placed here and forwarded the first request
+    /// of: true when the claim is (now) this node's.
+    pub async fn accept(&self, room: &str) -> Result<bool, ClusterError> {
+        let mut redis = self.redis.clone();
+        let lost: Vec<String> = redis::Script::new(CLAIM_OR_EXTEND)
+            .key(room_key(room))
+            .arg(&self.id)
+            .arg(placement::LEASE_MS)
+            .invoke_async(&mut redis)
+            .await?;
+        Ok(lost.is_empty())
     }
 
     /// Every live node's record.
     pub async fn nodes(&self) -> Result<Vec<NodeRecord>, ClusterError> {
         let mut redis = self.redis.clone();
-        let keys = self.scan(&mut redis, "mcu:node:*").await?;
+        let keys = scan(&mut redis, "mcu:node:*").await?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut redis).await?;
-        let now = now_ms();
+        let now = redis_ms(&mut redis).await?;
         let mut nodes: Vec<NodeRecord> = values
             .into_iter()
             .flatten()
@@ -189,10 +274,10 @@ impl Cluster {
         Ok(nodes)
     }
 
-    /// Rooms owned per node, from the ownership keys.
+    /// Rooms owned per node, from the ownership keys (current to the last claim).
     async fn owned_counts(&self) -> Result<HashMap<String, usize>, ClusterError> {
         let mut redis = self.redis.clone();
-        let keys = self.scan(&mut redis, "mcu:room:*").await?;
+        let keys = scan(&mut redis, "mcu:room:*").await?;
         let mut counts = HashMap::new();
         if keys.is_empty() {
             return Ok(counts);
@@ -204,40 +289,25 @@ impl Cluster {
         Ok(counts)
     }
 
-    async fn scan(&self, redis: &mut ConnectionManager, pattern: &str) -> Result<Vec<String>, ClusterError> {
-        let mut keys = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(500)
-                .query_async(redis)
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                return Ok(keys);
-            }
-            cursor = next;
-        }
-    }
-
-    /// Publishes this node's record and extends (or, after Redis came back, claims
-    /// afresh) the ownership of its rooms.
+    /// Publishes this node's record, reads (or sets) the cluster's secret, and
+    /// extends (or, after Redis came back, claims afresh) the ownership of its rooms.
     pub async fn refresh(&self, state: &LocalState) -> Result<(), ClusterError> {
-        let now = now_ms();
+        let mut redis = self.redis.clone();
+        let fresh_secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let _: Option<String> =
+            redis::cmd("SET").arg(SECRET_KEY).arg(fresh_secret).arg("NX").query_async(&mut redis).await?;
+        let secret: Option<String> = redis::cmd("GET").arg(SECRET_KEY).query_async(&mut redis).await?;
         let record = NodeRecord {
             node: self.id.clone(),
             url: self.url.clone(),
             rooms: state.rooms.len(),
             participants: state.rooms.iter().map(|r| r.participants).sum(),
             load: state.load,
-            updated_ms: now,
+            cpu_budget: state.cpu_budget,
+            max_rooms: state.max_rooms,
+            updated_ms: redis_ms(&mut redis).await?,
             room_list: state.rooms.clone(),
         };
-        let mut redis = self.redis.clone();
         let json = serde_json::to_string(&record).unwrap_or_default();
         let _: () = redis::cmd("SET")
             .arg(node_key(&self.id))
@@ -246,79 +316,113 @@ impl Cluster {
             .arg(placement::LEASE_MS)
             .query_async(&mut redis)
             .await?;
-        let script = redis::Script::new(CLAIM_OR_EXTEND);
-        let lapsed = self.clock.lock().unwrap_or_else(|p| p.into_inner()).lapsed(now);
-        for room in &state.rooms {
-            let held: i64 = script
-                .key(room_key(&room.room))
-                .arg(&self.id)
-                .arg(placement::LEASE_MS)
-                .invoke_async(&mut redis)
-                .await?;
-            if held == 0 {
+        let monotonic = self.started.elapsed().as_millis() as u64;
+        let lapsed = self.learnt().clock.lapsed(monotonic);
+        if !state.held.is_empty() {
+            let claim = redis::Script::new(CLAIM_OR_EXTEND);
+            let mut script = claim.prepare_invoke();
+            for room in &state.held {
+                script.key(room_key(room));
+            }
+            let lost: Vec<String> = script.arg(&self.id).arg(placement::LEASE_MS).invoke_async(&mut redis).await?;
+            for key in lost {
                 tracing::warn!(
-                    room = room.room,
+                    room = key.trim_start_matches("mcu:room:"),
                     lapsed,
-                    "another node owns a room running here (its lease lapsed while Redis was away)"
+                    "another node owns a room running here"
                 );
             }
         }
-        self.clock.lock().unwrap_or_else(|p| p.into_inner()).refreshed(now);
+        let mut learnt = self.learnt();
+        learnt.clock.refreshed(monotonic);
+        learnt.secret = secret.map(String::into_bytes);
+        learnt.reachable = true;
         Ok(())
     }
 
-    /// Gives up a room that closed here.
-    pub async fn release(&self, room: &str) {
-        let mut redis = self.redis.clone();
-        let released: Result<i64, _> =
-            redis::Script::new(RELEASE).key(room_key(room)).arg(&self.id).invoke_async(&mut redis).await;
-        if let Err(e) = released {
-            tracing::warn!(room, error = %e, "cannot release a room in the cluster store (its lease runs out in 10 s)");
+    /// Gives up rooms that closed here.
+    pub async fn release(&self, rooms: &[String]) -> Result<(), ClusterError> {
+        if rooms.is_empty() {
+            return Ok(());
         }
-    }
-
-    /// Leaves the cluster at once (graceful shutdown): this node's record and rooms go.
-    pub async fn deregister(&self, rooms: &[String]) {
+        let mut redis = self.redis.clone();
+        let release = redis::Script::new(RELEASE);
+        let mut script = release.prepare_invoke();
         for room in rooms {
-            self.release(room).await;
+            script.key(room_key(room));
         }
-        let mut redis = self.redis.clone();
-        let removed: Result<i64, _> = redis::cmd("DEL").arg(node_key(&self.id)).query_async(&mut redis).await;
-        match removed {
-            Ok(_) => tracing::info!(node = self.id, "left the cluster"),
-            Err(e) => tracing::warn!(node = self.id, error = %e, "cannot deregister (the record runs out in 10 s)"),
+        let _: i64 = script.arg(&self.id).invoke_async(&mut redis).await?;
+        Ok(())
+    }
+
+    /// Leaves the cluster at once (graceful shutdown): this node's record and rooms
+    /// go. Bounded to a second: an unreachable Redis must not hold up the shutdown
+    /// (the leases run out by themselves).
+    pub async fn deregister(&self, rooms: &[String]) {
+        let leave = async {
+            self.release(rooms).await?;
+            let mut redis = self.redis.clone();
+            let _: i64 = redis::cmd("DEL").arg(node_key(&self.id)).query_async(&mut redis).await?;
+            Ok::<(), ClusterError>(())
+        };
+        match tokio::time::timeout(Duration::from_secs(1), leave).await {
+            Ok(Ok(())) => tracing::info!(node = self.id, "left the cluster"),
+            Ok(Err(e)) => tracing::warn!(node = self.id, error = %e, "cannot deregister (the leases run out in 10 s)"),
+            Err(_) => tracing::warn!(node = self.id, "deregistering timed out (the leases run out in 10 s)"),
         }
     }
 
-    /// Refreshes every [`placement::REFRESH_MS`] with what `state` reports, until the
-    /// returned task is aborted.
+    /// Refreshes every [`placement::REFRESH_MS`] with what `state` reports, until
+    /// `state` returns `None` (the server is gone).
     pub fn spawn_refresh(
         self: &Arc<Self>,
-        state: impl Fn() -> LocalState + Send + Sync + 'static,
+        state: impl Fn() -> Option<LocalState> + Send + Sync + 'static,
     ) -> tokio::task::JoinHandle<()> {
         let cluster = Arc::clone(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(placement::REFRESH_MS / 2));
+            let mut tick = tokio::time::interval(Duration::from_millis(placement::REFRESH_MS));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut failing = false;
             loop {
                 tick.tick().await;
-                if !cluster.clock.lock().unwrap_or_else(|p| p.into_inner()).due(now_ms()) {
-                    continue;
-                }
-                match cluster.refresh(&state()).await {
-                    Ok(()) if failing => {
-                        failing = false;
-                        tracing::info!(node = cluster.id, "cluster store reachable again: registered");
-                    }
+                let Some(state) = state() else { return };
+                let was_reachable = cluster.reachable();
+                match cluster.refresh(&state).await {
+                    Ok(()) if !was_reachable => tracing::info!(node = cluster.id, "registered in the cluster store"),
                     Ok(()) => {}
-                    Err(e) if !failing => {
-                        failing = true;
-                        tracing::warn!(node = cluster.id, error = %e, "cannot refresh this node in the cluster store; rooms keep running");
+                    Err(e) => {
+                        cluster.learnt().reachable = false;
+                        if was_reachable {
+                            tracing::warn!(node = cluster.id, error = %e, "cannot refresh this node in the cluster store; rooms keep running");
+                        }
                     }
-                    Err(_) => {}
                 }
             }
         })
+    }
+}
+
+/// Unix time in ms on this machine's clock (signatures only: records use Redis's).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Redis's clock, in Unix ms: every node's record times and liveness checks use it,
+/// so nodes whose clocks differ agree on who is alive.
+async fn redis_ms(redis: &mut ConnectionManager) -> Result<u64, ClusterError> {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(redis).await?;
+    Ok(secs * 1000 + micros / 1000)
+}
+
+async fn scan(redis: &mut ConnectionManager, pattern: &str) -> Result<Vec<String>, ClusterError> {
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) =
+            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(500).query_async(redis).await?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
     }
 }

@@ -1,5 +1,6 @@
-//! Pure cluster decisions: which nodes are alive, where a new room goes, when a node
-//! refreshes what it holds. Times are milliseconds of the Unix clock, passed in.
+//! Pure cluster decisions: which nodes are alive, where a new room goes, whether a
+//! node's leases may have lapsed. Times are milliseconds, passed in: record times
+//! are Redis's clock (`TIME`), so nodes whose clocks differ agree on who is alive.
 
 use std::collections::HashMap;
 
@@ -36,49 +37,62 @@ pub struct NodeRecord {
     pub participants: usize,
     /// CPU cores its media is estimated to use (admission control's figure).
     pub load: f64,
-    /// When it wrote this (Unix ms).
+    /// Its CPU budget in cores (`None`: no limit).
+    #[serde(default)]
+    pub cpu_budget: Option<f64>,
+    /// The most rooms it takes.
+    #[serde(default = "unlimited")]
+    pub max_rooms: usize,
+    /// When it wrote this (Redis time, Unix ms).
     pub updated_ms: u64,
     /// Its rooms, for a cluster-wide `GET /rooms`.
     #[serde(default)]
     pub room_list: Vec<ClusterRoom>,
 }
 
-/// Whether a record written at `updated_ms` is still alive at `now_ms` (Redis expires
-/// it too; this also covers a clock that went backwards, and a record read just
-/// before it expired).
+fn unlimited() -> usize {
+    usize::MAX
+}
+
+/// Whether a record written at `updated_ms` is still alive at `now_ms`, both on
+/// Redis's clock (Redis expires it too; this covers a record read just before).
 pub fn is_live(record: &NodeRecord, now_ms: u64) -> bool {
     now_ms.saturating_sub(record.updated_ms) < LEASE_MS
 }
 
-/// The live node a new room goes to: the one owning fewest rooms (`owned`: counts
-/// from the ownership keys, current to the last claim, unlike the records), then the
-/// least CPU load, then the fewest participants; ties by id, so that nodes deciding
-/// at once agree.
+/// The share of its CPU budget a node uses (its cores in use without a budget).
+fn load_share(node: &NodeRecord) -> f64 {
+    node.cpu_budget.filter(|b| *b > 0.0).map_or(node.load, |budget| node.load / budget)
+}
+
+/// Whether a node can take one more room: below its room cap and its CPU budget.
+fn has_capacity(node: &NodeRecord, owned: usize) -> bool {
+    owned.max(node.rooms) < node.max_rooms && node.cpu_budget.is_none_or(|b| node.load < b)
+}
+
+/// The least-loaded live node with capacity, for a new room: the one owning fewest
+/// rooms (`owned`: counts from the ownership keys, current to the last claim, unlike
+/// the records refreshed every 2 s), then the smallest share of its CPU budget, then
+/// the fewest participants; ties by id, so that nodes deciding at once agree.
 pub fn choose_node<'a>(nodes: &'a [NodeRecord], owned: &HashMap<String, usize>, now_ms: u64) -> Option<&'a NodeRecord> {
-    nodes.iter().filter(|n| is_live(n, now_ms)).min_by(|a, b| {
-        let rooms = |n: &NodeRecord| owned.get(&n.node).copied().unwrap_or(0);
+    let rooms = |n: &NodeRecord| owned.get(&n.node).copied().unwrap_or(0);
+    nodes.iter().filter(|n| is_live(n, now_ms) && has_capacity(n, rooms(n))).min_by(|a, b| {
         rooms(a)
             .cmp(&rooms(b))
-            .then(a.load.total_cmp(&b.load))
+            .then(load_share(a).total_cmp(&load_share(b)))
             .then(a.participants.cmp(&b.participants))
             .then(a.node.cmp(&b.node))
     })
 }
 
-/// When a node last refreshed successfully, and whether its leases may have lapsed
-/// meanwhile (Redis down or restarted): then it claims its rooms afresh rather than
-/// only extending them.
+/// When a node last refreshed successfully (on its own monotonic clock), and
+/// whether its leases may have lapsed meanwhile (Redis down or restarted).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RefreshClock {
     last_ok_ms: Option<u64>,
 }
 
 impl RefreshClock {
-    /// Whether a refresh is due at `now_ms`.
-    pub fn due(&self, now_ms: u64) -> bool {
-        self.last_ok_ms.is_none_or(|last| now_ms.saturating_sub(last) >= REFRESH_MS)
-    }
-
     /// Whether this node's leases may have lapsed by `now_ms` (never refreshed, or not
     /// for a whole lease).
     pub fn lapsed(&self, now_ms: u64) -> bool {
@@ -102,6 +116,8 @@ mod tests {
             rooms: 0,
             participants,
             load,
+            cpu_budget: None,
+            max_rooms: 64,
             updated_ms,
             room_list: Vec::new(),
         }
@@ -136,11 +152,33 @@ mod tests {
     }
 
     #[test]
-    fn refreshes_are_due_every_two_seconds_and_leases_lapse_after_ten() {
+    fn a_node_at_its_room_cap_or_cpu_budget_takes_no_new_room() {
+        let mut full = node("a", 0.0, 0, 0);
+        full.max_rooms = 2;
+        let mut busy = node("b", 3.9, 0, 0);
+        busy.cpu_budget = Some(4.0);
+        let mut spent = node("c", 4.0, 0, 0);
+        spent.cpu_budget = Some(4.0);
+        let owned = HashMap::from([("a".to_owned(), 2)]);
+        let nodes = [full, busy, spent];
+        assert_eq!(choose_node(&nodes, &owned, 0).unwrap().node, "b", "a is at its cap, c at its budget");
+        assert!(choose_node(&nodes[2..], &owned, 0).is_none());
+    }
+
+    #[test]
+    fn load_counts_as_a_share_of_each_nodes_budget() {
+        let mut big = node("a", 3.0, 0, 0);
+        big.cpu_budget = Some(16.0);
+        let mut small = node("b", 1.0, 0, 0);
+        small.cpu_budget = Some(2.0);
+        assert_eq!(choose_node(&[big, small], &HashMap::new(), 0).unwrap().node, "a", "3 of 16 cores < 1 of 2");
+    }
+
+    #[test]
+    fn leases_lapse_after_ten_seconds_without_a_refresh() {
         let mut clock = RefreshClock::default();
-        assert!(clock.due(0) && clock.lapsed(0), "never refreshed");
+        assert!(clock.lapsed(0), "never refreshed");
         clock.refreshed(1_000);
-        assert!(!clock.due(2_999) && clock.due(3_000));
         assert!(!clock.lapsed(10_999) && clock.lapsed(11_000));
     }
 }

@@ -246,6 +246,24 @@ pub enum JoinError {
     Internal(String),
 }
 
+impl JoinError {
+    /// Why, in a word (the `reason` of `mcu_join_failures_total`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            JoinError::Offer(e) => e.reason(),
+            JoinError::Negotiation(_) => "negotiation",
+            JoinError::RoomFull(_) => "room_full",
+            JoinError::ViewersFull(_) => "viewers_full",
+            JoinError::ServerFull(_) => "server_full",
+            JoinError::OverBudget(_) => "cpu_budget",
+            JoinError::ShuttingDown => "shutting_down",
+            JoinError::UnknownRoom => "unknown_room",
+            JoinError::Media(_) => "media",
+            JoinError::Internal(_) => "internal",
+        }
+    }
+}
+
 /// A recording that just started.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct RecordingStarted {

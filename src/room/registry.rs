@@ -67,6 +67,8 @@ pub struct Rooms {
     shutting_down: AtomicBool,
     /// Cores promised to joins in flight (thousandths), not yet in any room's load.
     reserved: Arc<AtomicU64>,
+    /// Itself, for tasks that outlive a call (the cluster release).
+    me: std::sync::Weak<Rooms>,
 }
 
 /// Cores promised to one join in flight; given back when dropped (by then the room's
@@ -104,12 +106,13 @@ impl Drop for PendingJoin {
 impl Rooms {
     /// An empty registry.
     pub fn new(ctx: Arc<ServerContext>) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
             ctx,
             rooms: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             reserved: Arc::new(AtomicU64::new(0)),
+            me: me.clone(),
         })
     }
 
@@ -209,6 +212,7 @@ impl Rooms {
                 task,
             },
         );
+        crate::metrics::ROOMS_CREATED.inc();
         tracing::info!(room = %room, "room created");
         Ok(PendingJoin { commands, events, pending, reserved: None })
     }
@@ -242,12 +246,26 @@ impl Rooms {
         }
     }
 
-    /// A room closed here: the cluster may place it anew.
+    /// A room closed here: the cluster may place it anew. Should a join have started
+    /// the room here again meanwhile, it is claimed back at once (else a join through
+    /// another node could start it there before the next refresh).
     fn release_in_cluster(&self, room: &RoomName) {
-        if let Some(cluster) = self.ctx.cluster.clone() {
-            let room = room.to_string();
-            tokio::spawn(async move { cluster.release(&room).await });
-        }
+        let Some(cluster) = self.ctx.cluster.clone() else { return };
+        let (room, me) = (room.clone(), self.me.clone());
+        tokio::spawn(async move {
+            if let Err(e) = cluster.release(&[room.to_string()]).await {
+                tracing::warn!(room = %room, error = %e, "cannot release a room in the cluster store (its lease runs out in 10 s)");
+            }
+            let again = me.upgrade().is_some_and(|rooms| rooms.lock().contains_key(&room));
+            if again && !matches!(cluster.accept(room.as_str()).await, Ok(true)) {
+                tracing::warn!(room = %room, "a room started here again is owned elsewhere in the cluster");
+            }
+        });
+    }
+
+    /// Every room this node holds, including one whose first join is negotiating.
+    pub fn names(&self) -> Vec<String> {
+        self.lock().keys().map(|r| r.to_string()).collect()
     }
 
     /// Test builds only: makes the room's task panic; false when there is no such room.

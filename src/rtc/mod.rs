@@ -6,6 +6,7 @@ pub mod codecs;
 pub mod engine;
 pub mod forward;
 pub mod offer;
+mod offer_transport;
 pub mod peer;
 pub mod rtp_clock;
 pub mod udp_mux;

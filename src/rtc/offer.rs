@@ -123,6 +123,46 @@ pub enum OfferError {
          packetization-mode=1 and a Baseline profile-level-id such as 42e01f)"
     )]
     NoSupportedCodec,
+    /// No `a=fingerprint`: DTLS cannot be authenticated.
+    #[error("offer has no DTLS fingerprint (a=fingerprint)")]
+    NoFingerprint,
+    /// An `a=fingerprint` that is not `<hash> <hex:hex:...>`.
+    #[error("offer's DTLS fingerprint is malformed (a=fingerprint:<hash> <hex pairs>)")]
+    BadFingerprint,
+    /// No `a=ice-ufrag`.
+    #[error("offer has no ICE username fragment (a=ice-ufrag)")]
+    NoIceUfrag,
+    /// No `a=ice-pwd`.
+    #[error("offer has no ICE password (a=ice-pwd)")]
+    NoIcePwd,
+    /// ICE credentials of the wrong length (RFC 8839).
+    #[error("offer's ICE credentials are invalid: {0}")]
+    BadIceCredentials(&'static str),
+    /// No `a=setup`: the DTLS roles cannot be agreed.
+    #[error("offer has no DTLS role (a=setup)")]
+    NoSetup,
+    /// An `a=setup` other than actpass, active or passive.
+    #[error("offer's a=setup:{0} is not actpass, active or passive")]
+    BadSetup(String),
+    /// Several m-lines not in one `a=group:BUNDLE`: the server answers on one transport.
+    #[error("offer's m-lines are not in one a=group:BUNDLE (the server answers every m-line on one transport)")]
+    NotBundled,
+}
+
+impl OfferError {
+    /// Why, in a word (the `reason` of `mcu_join_failures_total`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            OfferError::Malformed(_) => "malformed_offer",
+            OfferError::NoMedia => "no_media",
+            OfferError::WrongDirection(_) => "wrong_direction",
+            OfferError::NoSupportedCodec => "no_supported_codec",
+            OfferError::NoFingerprint | OfferError::BadFingerprint => "no_fingerprint",
+            OfferError::NoIceUfrag | OfferError::NoIcePwd | OfferError::BadIceCredentials(_) => "no_ice_credentials",
+            OfferError::NoSetup | OfferError::BadSetup(_) => "no_setup",
+            OfferError::NotBundled => "not_bundled",
+        }
+    }
 }
 
 /// Inspects an offer.
@@ -135,6 +175,7 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, OfferError> {
     let session_direction = direction_from_attrs(parsed.attributes.iter().map(|a| a.key.as_str()));
     let mut summary = OfferSummary { audio: None, video: None };
     let mut any_media = false;
+    let mut used = Vec::new();
     for media in &parsed.media_descriptions {
         let kind = media.media_name.media.as_str();
         // Port 0 rejects an m-line, unless it is `bundle-only` (RFC 8843): then it
@@ -150,6 +191,7 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, OfferError> {
                 None => Direction::SendRecv,
             };
         any_media = true;
+        used.push(media);
         if kind == "audio" {
             if summary.audio.is_none() && offers_opus(media) {
                 summary.audio = Some(direction);
@@ -163,7 +205,10 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, OfferError> {
     match summary {
         OfferSummary { audio: None, video: None } if any_media => Err(OfferError::NoSupportedCodec),
         OfferSummary { audio: None, video: None } => Err(OfferError::NoMedia),
-        s => Ok(s),
+        s => {
+            super::offer_transport::check(&parsed, &used)?;
+            Ok(s)
+        }
     }
 }
 
@@ -234,8 +279,12 @@ fn direction_from_attrs<'a>(keys: impl Iterator<Item = &'a str>) -> Option<Optio
 mod tests {
     use super::*;
 
+    /// Session-level transport attributes every offer needs (see `offer_transport`).
+    const TRANSPORT: &str = "a=fingerprint:sha-256 AB:CD:EF:01\r\na=ice-ufrag:abcd\r\n\
+        a=ice-pwd:0123456789abcdefghijkl\r\na=setup:actpass\r\n";
+
     fn offer(media: &str) -> String {
-        format!("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n{}", media)
+        format!("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n{TRANSPORT}{}", media)
     }
 
     const AUDIO: &str =
