@@ -40,6 +40,7 @@ fmt:
 # BENCHMARKS.md and docs/bench/ from them.
 bench: deps
 	@bash scripts/install-deps.sh bench
+	@bash scripts/bench-photos.sh target/bench-media/photos
 	$(CARGO) build --release --workspace
 	RUST_LOG=error ./target/release/mcu-bench all
 

@@ -21,17 +21,6 @@ const BLUE: u32 = 0x0000ff;
 const P_CELL: (u32, u32) = (320, 360);
 const V_CELL: (u32, u32) = (960, 360);
 
-/// The namespace, or `None` after saying why the test cannot run here.
-fn namespace() -> Option<Namespace> {
-    match Namespace::create() {
-        Ok(ns) => Some(ns),
-        Err(why) => {
-            eprintln!("SKIPPED: cannot make a network namespace here: {why}");
-            None
-        }
-    }
-}
-
 /// The server on the host, its candidate on the host's end of the veth pair (the
 /// clients outside the namespace reach it too: see `options`).
 fn server_for(ns: &Namespace) -> Server {
@@ -67,7 +56,7 @@ async fn assert_call_holds(v: &Received, ns: &Namespace, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_percent_loss_at_the_servers_input_from_a_publisher_is_repaired() {
-    let Some(ns) = namespace() else { return };
+    let Some(ns) = Namespace::or_skip() else { return };
     let server = server_for(&ns);
     let p = ns.join(&server.url, "net", options("p", RED, 440.0)).await;
     let v = server.join("net", options("v", BLUE, 660.0)).await;
@@ -81,7 +70,7 @@ async fn five_percent_loss_at_the_servers_input_from_a_publisher_is_repaired() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_percent_loss_at_a_receivers_input_is_repaired() {
-    let Some(ns) = namespace() else { return };
+    let Some(ns) = Namespace::or_skip() else { return };
     let server = server_for(&ns);
     let _p = server.join("net", options("p", RED, 440.0)).await;
     let v = ns.join(&server.url, "net", options("v", BLUE, 660.0)).await;
@@ -103,7 +92,7 @@ async fn five_percent_loss_at_a_receivers_input_is_repaired() {
 /// shared media port, and 2 joins in 6 stayed "connecting".
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_on_a_host_with_two_addresses_connects_every_join() {
-    let Some(ns) = namespace() else { return };
+    let Some(ns) = Namespace::or_skip() else { return };
     let config = format!("[rtc]\ninclude_loopback = true\ninterfaces = [\"lo\", \"{}\"]\n", ns.host_interface);
     let server = Server::start_with(Some(&config), &[("MCU_LISTEN", "127.0.0.1:0"), ("MCU_MAX_CPU_CORES", "0")]);
     let mut stalled = Vec::new();

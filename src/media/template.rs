@@ -100,8 +100,7 @@ mod tests {
             "decode",
             "encoding",
             "keyframe_max_dist",
-            "pattern",
-            "color",
+            "camera",
         ]
         .into_iter()
         .map(|k| (k, "1".to_owned()))

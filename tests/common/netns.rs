@@ -66,8 +66,20 @@ impl Namespace {
         Ok(namespace)
     }
 
+    /// A namespace, or `None` after saying why a test cannot make one here (it then
+    /// skips).
+    pub fn or_skip() -> Option<Namespace> {
+        match Namespace::create() {
+            Ok(ns) => Some(ns),
+            Err(why) => {
+                eprintln!("SKIPPED: cannot make a network namespace here: {why}");
+                None
+            }
+        }
+    }
+
     /// Drops `percent` % of the UDP packets the host receives from the namespace (a
-    /// publisher's uplink, at the server's input).
+    /// publisher's uplink, at the server's input); 100 cuts it.
     pub fn lose_on_host_input(&self, percent: u32) -> Result<(), String> {
         let iif = format!("\"{}\"", self.host_interface);
         self.drop_rule(&[], &["iifname", &iif], percent)
@@ -98,7 +110,11 @@ impl Namespace {
         nft(&["add", "chain", "inet", table, "input", "{ type filter hook input priority 0; }"])?;
         let mut rule = vec!["add", "rule", "inet", table, "input"];
         rule.extend_from_slice(filter);
-        rule.extend_from_slice(&["meta", "l4proto", "udp", "numgen", "random", "mod", "100", "<", &percent]);
+        rule.extend_from_slice(&["meta", "l4proto", "udp"]);
+        // 100 % is an outage: every packet (numgen's range ends at 99).
+        if percent != "100" {
+            rule.extend_from_slice(&["numgen", "random", "mod", "100", "<", &percent]);
+        }
         rule.extend_from_slice(&["counter", "drop"]);
         nft(&rule)
     }

@@ -12,6 +12,10 @@ pub enum Content {
     /// A still, detailed picture (a pinwheel) with one moving region in the middle
     /// third (a small zone plate): like a person talking in front of a background.
     TalkingHead,
+    /// Four natural photographs panned one pixel a frame in a 2x2 composite
+    /// (`received.rs` and the encoder table; made in Rust from files, so not in
+    /// [`Content::ALL`] and without a [`Content::source`]).
+    Photographs,
 }
 
 impl Content {
@@ -23,6 +27,7 @@ impl Content {
         match self {
             Content::ZonePlate => "zone plate",
             Content::TalkingHead => "talking head",
+            Content::Photographs => "photographs",
         }
     }
 
@@ -31,6 +36,7 @@ impl Content {
         match self {
             Content::ZonePlate => "zoneplate",
             Content::TalkingHead => "talkinghead",
+            Content::Photographs => "photographs",
         }
     }
 
@@ -42,20 +48,22 @@ impl Content {
     /// A gst-launch description making `frames` I420 frames of this picture at
     /// `w`x`h`@`fps` and feeding them into `tail` (the rest of the description, from the
     /// first element after the caps). `motion` is the zone plate's speed (`kt`).
-    pub fn source(self, w: u32, h: u32, fps: u32, frames: u32, motion: u32, tail: &str) -> String {
+    /// `None` for [`Content::Photographs`], which are made from files.
+    pub fn source(self, w: u32, h: u32, fps: u32, frames: u32, motion: u32, tail: &str) -> Option<String> {
         let caps = format!("video/x-raw,format=I420,width={w},height={h},framerate={fps}/1");
         let zone_plate = format!("videotestsrc pattern=zone-plate kx2=20 ky2=20 kt={motion} num-buffers={frames}");
         match self {
-            Content::ZonePlate => format!("{zone_plate} ! {caps} ! {tail}"),
+            Content::ZonePlate => Some(format!("{zone_plate} ! {caps} ! {tail}")),
+            Content::Photographs => None,
             Content::TalkingHead => {
                 let (fw, fh) = (w / 3 / 2 * 2, h / 2 / 2 * 2);
-                format!(
+                Some(format!(
                     "compositor name=mix sink_1::xpos={} sink_1::ypos={} ! {caps} ! {tail} \
                      videotestsrc pattern=pinwheel num-buffers={frames} ! {caps} ! mix.sink_0 \
                      {zone_plate} ! video/x-raw,format=I420,width={fw},height={fh},framerate={fps}/1 ! mix.sink_1",
                     (w - fw) / 2,
                     (h - fh) / 2
-                )
+                ))
             }
         }
     }
@@ -75,7 +83,7 @@ mod tests {
 
     #[test]
     fn talking_head_puts_the_moving_region_in_the_middle() {
-        let d = Content::TalkingHead.source(640, 360, 30, 10, 2, "fakesink");
+        let d = Content::TalkingHead.source(640, 360, 30, 10, 2, "fakesink").unwrap();
         assert!(d.contains("sink_1::xpos=214 sink_1::ypos=90"), "{d}");
         assert!(d.contains("width=212,height=180"), "{d}");
     }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::content::Content;
 use super::sys;
+use crate::picture::PannedPicture;
 use mcu::config::MediaConfig;
 use mcu::media::codec::VideoCodec;
 use mcu::media::encode::{EncodeSpec, encoder_description};
@@ -159,8 +160,10 @@ impl EncodeRow {
     }
 }
 
-/// Measures every encoder at every default tier on both kinds of picture.
-pub fn measure_all() -> Result<Vec<EncodeRow>, String> {
+/// Measures every encoder at every default tier on both kinds of picture, and the
+/// default encoders on four photographs panned in a 2x2 composite (when `photos`
+/// holds them): what the server's encode alone costs against its raw composite.
+pub fn measure_all(photos: &std::path::Path) -> Result<Vec<EncodeRow>, String> {
     gst::init().map_err(|e| e.to_string())?;
     let tiers = MediaConfig::default().tiers();
     let mut rows = Vec::new();
@@ -175,7 +178,70 @@ pub fn measure_all() -> Result<Vec<EncodeRow>, String> {
             }
         }
     }
+    if crate::received::PHOTOS.iter().all(|p| photos.join(p).exists()) {
+        let pictures = crate::received::PHOTOS
+            .iter()
+            .map(|p| PannedPicture::from_file(&photos.join(p), crate::received::VIEW.0 + 160))
+            .collect::<Result<Vec<_>, _>>()?;
+        for tier in &tiers {
+            let raw = photo_pictures(&pictures, tier, tier.fps * SECONDS)?;
+            for encoder in [Encoder::Vp8, Encoder::X264Superfast] {
+                let row = measure(Content::Photographs, tier, encoder, &raw)?;
+                eprintln!("bench:   {}", row.line());
+                rows.push(row);
+            }
+        }
+    }
     Ok(rows)
+}
+
+/// Four pictures panned in a 2x2 composite of 640x360 views (as the server composes
+/// them), scaled to `tier`'s size, at its rate.
+fn photo_pictures(pictures: &[PannedPicture], tier: &Tier, frames: u32) -> Result<Vec<gst::Sample>, String> {
+    let view = crate::received::VIEW;
+    let (w, h) = (view.0 * 2, view.1 * 2);
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("width", w as i32)
+        .field("height", h as i32)
+        .field("framerate", gst::Fraction::new(tier.fps as i32, 1))
+        .build();
+    let mut cell = vec![0u8; (view.0 * view.1 * 3 / 2) as usize];
+    let mut input = Vec::with_capacity(frames as usize);
+    for k in 0..frames {
+        let mut composite = vec![0u8; (w * h * 3 / 2) as usize];
+        for (i, picture) in pictures.iter().enumerate() {
+            picture.write_view(picture.offset(u64::from(k), view.0), view, &mut cell);
+            let (cx, cy) = ((i as u32 % 2) * view.0, (i as u32 / 2) * view.1);
+            place(&cell, view, &mut composite, (w, h), (cx, cy));
+        }
+        let mut buffer = gst::Buffer::from_mut_slice(composite);
+        if let Some(b) = buffer.get_mut() {
+            b.set_pts(gst::ClockTime::from_nseconds(u64::from(k) * 1_000_000_000 / u64::from(tier.fps)));
+        }
+        input.push(gst::Sample::builder().buffer(&buffer).caps(&caps).build());
+    }
+    run(
+        &format!(
+            "appsrc name=src format=time ! videoscale ! video/x-raw,width={},height={} ! appsink name=out sync=false",
+            tier.width, tier.height
+        ),
+        &input,
+    )
+}
+
+/// Copies an I420 `cell` into an I420 `frame` at `(x, y)` (even).
+fn place(cell: &[u8], (cw, ch): (u32, u32), frame: &mut [u8], (fw, fh): (u32, u32), (x, y): (u32, u32)) {
+    let (cw, ch, fw, fh, x, y) = (cw as usize, ch as usize, fw as usize, fh as usize, x as usize, y as usize);
+    let planes = [(0, 0, cw, ch, fw, x, y), (cw * ch, fw * fh, cw / 2, ch / 2, fw / 2, x / 2, y / 2)];
+    let chroma = (cw * ch + cw * ch / 4, fw * fh + fw * fh / 4, cw / 2, ch / 2, fw / 2, x / 2, y / 2);
+    for (from, to, w, h, stride, left, top) in planes.into_iter().chain([chroma]) {
+        for row in 0..h {
+            let src = from + row * w;
+            let dst = to + (top + row) * stride + left;
+            frame[dst..dst + w].copy_from_slice(&cell[src..src + w]);
+        }
+    }
 }
 
 fn measure(content: Content, tier: &Tier, encoder: Encoder, raw: &[gst::Sample]) -> Result<EncodeRow, String> {
@@ -213,17 +279,12 @@ fn measure(content: Content, tier: &Tier, encoder: Encoder, raw: &[gst::Sample])
 
 /// The raw pictures of `content` at `tier`'s size and rate.
 fn pictures(content: Content, tier: &Tier, frames: u32) -> Result<Vec<gst::Sample>, String> {
-    let pipeline = gst::parse::launch(&content.source(
-        tier.width,
-        tier.height,
-        tier.fps,
-        frames,
-        1,
-        "appsink name=raw sync=false",
-    ))
-    .map_err(|e| format!("raw pictures: {e}"))?
-    .downcast::<gst::Pipeline>()
-    .map_err(|_| "raw pictures: not a pipeline".to_owned())?;
+    let description = content.source(tier.width, tier.height, tier.fps, frames, 1, "appsink name=raw sync=false");
+    let description = description.ok_or("photographs have no description")?;
+    let pipeline = gst::parse::launch(&description)
+        .map_err(|e| format!("raw pictures: {e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "raw pictures: not a pipeline".to_owned())?;
     drain(&pipeline, None)
 }
 

@@ -271,7 +271,9 @@ fn generate_video(path: &Path, content: Content) -> Result<(), String> {
          ! webmmux ! filesink location={}",
         tmp.display()
     );
-    let description = content.source(WIDTH, HEIGHT, FPS, VIDEO_FRAMES as u32, 2, &tail);
+    let description = content
+        .source(WIDTH, HEIGHT, FPS, VIDEO_FRAMES as u32, 2, &tail)
+        .ok_or("no pre-encoded media of photographs")?;
     let pipeline = launch(&description)?;
     let stamp = pipeline.by_name("stamp").ok_or("no stamp element")?;
     let counter = AtomicU32::new(0);

@@ -110,6 +110,12 @@ pub struct Results {
     /// Many WHEP viewers of one room.
     #[serde(default)]
     pub whep: Option<super::whep::WhepLoad>,
+    /// What a receiver of each tier sees, per content class, beside its room's cost.
+    #[serde(default)]
+    pub received: Vec<super::received::ReceivedRow>,
+    /// When the received-picture runs were made (UTC).
+    #[serde(default)]
+    pub received_date: String,
 }
 
 impl Results {
@@ -153,6 +159,10 @@ impl Results {
         }
         if !measured("whep") {
             self.whep = earlier.whep;
+        }
+        if !measured("received") {
+            self.received = earlier.received;
+            self.received_date = earlier.received_date;
         }
     }
 
@@ -270,7 +280,7 @@ pub(super) fn passes(w: &Window) -> bool {
 }
 
 /// Runs every measurement.
-/// Runs the parts in `only` (all when empty): connect, encode, labels, whep, mixing,
+/// Runs the parts in `only` (all when empty): connect, encode, labels, whep, received, mixing,
 /// join, profile, limit, capacity, audio.
 pub async fn all(media_dir: &Path, work: &Path, timing: Timing, only: &[String]) -> Result<Results, String> {
     let want = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
@@ -290,7 +300,10 @@ pub async fn all(media_dir: &Path, work: &Path, timing: Timing, only: &[String])
     // One encode per tier, codec and encoder setting: cost and picture quality.
     if want("encode") {
         eprintln!("bench: [0/5] one encode per tier, codec and encoder: cores, bitrate, PSNR/SSIM");
-        r.encode = tokio::task::spawn_blocking(super::encode::measure_all).await.map_err(|e| e.to_string())??;
+        let photos = media_dir.join("photos");
+        r.encode = tokio::task::spawn_blocking(move || super::encode::measure_all(&photos))
+            .await
+            .map_err(|e| e.to_string())??;
         r.encode_date = date();
     }
     if want("labels") {
@@ -305,6 +318,13 @@ pub async fn all(media_dir: &Path, work: &Path, timing: Timing, only: &[String])
         let server = Server::start(work)?;
         sleep(1.0).await;
         r.whep = Some(super::whep::measure(&server.url, server.pid(), date()).await?);
+    }
+    if want("received") {
+        eprintln!("bench: [0/5] what a receiver of each tier sees (PSNR/SSIM of every cell) beside the room's CPU");
+        let server = Server::start(work)?;
+        sleep(1.0).await;
+        r.received = super::received::measure(&server.url, server.pid(), &media_dir.join("photos")).await?;
+        r.received_date = date();
     }
     if !["mixing", "join", "profile", "limit", "capacity", "audio"].iter().any(|p| want(p)) {
         return Ok(r);

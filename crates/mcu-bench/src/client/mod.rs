@@ -83,6 +83,11 @@ pub struct ClientOptions {
     /// properties): `solid-color` (in `video_color`) by default; moving content such
     /// as `smpte horizontal-speed=4` keeps an encoder near its bitrate.
     pub video_pattern: String,
+    /// A picture panned one pixel a frame instead of the test pattern (content whose
+    /// every frame a receiver can find again: quality measurements).
+    pub video_picture: Option<Arc<crate::picture::PannedPicture>>,
+    /// The camera encoder's bitrate (`None`: 300 kb/s, a thin uplink).
+    pub video_bitrate_bps: Option<u32>,
     /// The RFC 6464 audio level (0..=127, -dBov) put in every audio packet instead of
     /// the one measured on the tone, to tell what the server reads from the header
     /// apart from what it decodes. `None`: the measured level, as browsers send.
@@ -136,6 +141,8 @@ impl Default for ClientOptions {
             endpoint: Endpoint::Join,
             decode_video: true,
             video_pattern: "solid-color".into(),
+            video_picture: None,
+            video_bitrate_bps: None,
             claimed_audio_level: None,
             audio_fec: false,
             sdp_rewrite: None,
@@ -302,14 +309,15 @@ impl Client {
         apply_answer(&pc, &body).await?;
 
         if let (Some(color), Some((track, sender))) = (options.video_color, video_out) {
-            senders.push(send::start_video(
-                track,
-                sender,
+            let camera = send::Camera {
                 color,
-                options.video_size,
-                options.video_codec,
-                &options.video_pattern,
-            )?);
+                size: options.video_size,
+                codec: options.video_codec,
+                pattern: &options.video_pattern,
+                picture: options.video_picture.clone(),
+                bitrate_bps: options.video_bitrate_bps.unwrap_or(300_000),
+            };
+            senders.push(send::start_video(track, sender, camera)?);
         }
         if let (Some(hz), Some((track, _))) = (options.tone_hz, audio_out) {
             let tone = send::Tone {

@@ -104,6 +104,8 @@ pub struct Received {
     video_ssrc: Mutex<Option<u32>>,
     /// The codec the composite arrives in (`VP8`, `H264`), once it arrived.
     pub video_codec: Mutex<Option<String>>,
+    /// Where every decoded frame is also sent, once someone watches them all.
+    observer: Mutex<Option<std::sync::mpsc::SyncSender<RgbFrame>>>,
     pipelines: Mutex<Vec<gst::Pipeline>>,
 }
 
@@ -132,6 +134,23 @@ impl Received {
     pub fn video_ssrc(&self) -> Option<u32> {
         *self.video_ssrc.lock().ok()?
     }
+    /// Every composite frame decoded from now on, in order (up to `backlog` waiting:
+    /// frames beyond are not sent, and the watcher sees the gap in their count).
+    pub fn observe_frames(&self, backlog: usize) -> std::sync::mpsc::Receiver<RgbFrame> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(backlog);
+        if let Ok(mut observer) = self.observer.lock() {
+            *observer = Some(tx);
+        }
+        rx
+    }
+
+    /// Stops sending frames to the watcher.
+    pub fn stop_observing(&self) {
+        if let Ok(mut observer) = self.observer.lock() {
+            *observer = None;
+        }
+    }
+
     /// Forgets the audio received so far (to analyse only what comes next).
     pub fn clear_audio(&self) {
         if let Ok(mut a) = self.audio.lock() {
@@ -218,7 +237,13 @@ fn start_video_decoder(
                 if let Some((width, height)) = size
                     && let Ok(mut latest) = sink_received.latest_frame.lock()
                 {
-                    *latest = Some(RgbFrame { width, height, sample });
+                    let frame = RgbFrame { width, height, sample };
+                    if let Ok(observer) = sink_received.observer.lock()
+                        && let Some(observer) = observer.as_ref()
+                    {
+                        let _ = observer.try_send(frame.clone());
+                    }
+                    *latest = Some(frame);
                     sink_received.frames_decoded.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(gst::FlowSuccess::Ok)

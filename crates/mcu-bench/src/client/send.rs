@@ -19,6 +19,7 @@ use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 
 use super::ClientError;
+use crate::picture::PannedPicture;
 use mcu::media::codec::VideoCodec;
 use mcu::media::template::{self, render};
 
@@ -33,6 +34,7 @@ impl SenderHandle {
     pub(super) fn set_color(&self, color: u32) {
         if let SenderHandle::Video(p) = self
             && let Some(camera) = p.by_name("camera")
+            && camera.has_property("foreground-color")
         {
             camera.set_property("foreground-color", 0xff00_0000 | color);
         }
@@ -57,24 +59,44 @@ impl Drop for SenderHandle {
     }
 }
 
-/// Starts a camera showing `pattern` (a `videotestsrc` pattern; `solid-color` in
-/// `color`) encoded in `codec`; PLI/FIR from the server force a keyframe.
+/// What a synthetic camera shows and how it encodes it.
+pub(super) struct Camera<'a> {
+    /// The solid colour of `solid-color` (0xRRGGBB).
+    pub color: u32,
+    /// Width, height, frame rate.
+    pub size: (u32, u32, u32),
+    pub codec: VideoCodec,
+    /// A `videotestsrc` pattern (with any further properties).
+    pub pattern: &'a str,
+    /// A picture panned one pixel a frame, shown instead of the pattern.
+    pub picture: Option<Arc<PannedPicture>>,
+    pub bitrate_bps: u32,
+}
+
+/// Starts `camera`, encoded in its codec; PLI/FIR from the server force a keyframe.
 pub(super) fn start_video(
     track: Arc<TrackLocalStaticSample>,
     sender: Arc<RTCRtpSender>,
-    color: u32,
-    (width, height, fps): (u32, u32, u32),
-    codec: VideoCodec,
-    pattern: &str,
+    camera: Camera<'_>,
 ) -> Result<SenderHandle, ClientError> {
+    let Camera { color, size: (width, height, fps), codec, pattern, picture, bitrate_bps } = camera;
+    let source = match picture {
+        Some(_) => format!(
+            "appsrc name=camera is-live=true format=time do-timestamp=true \
+             caps=video/x-raw,format=I420,width={width},height={height},framerate={fps}/1"
+        ),
+        None => format!(
+            "videotestsrc name=camera is-live=true pattern={pattern} foreground-color=0x{:08x}",
+            0xff00_0000 | color
+        ),
+    };
     let mut values = HashMap::from([
-        ("pattern", pattern.to_owned()),
-        ("color", format!("0x{:08x}", 0xff00_0000 | color)),
+        ("camera", source),
         ("width", width.to_string()),
         ("height", height.to_string()),
         ("fps", fps.to_string()),
-        ("bitrate_bps", "300000".to_owned()),
-        ("bitrate_kbps", "300".to_owned()),
+        ("bitrate_bps", bitrate_bps.to_string()),
+        ("bitrate_kbps", (bitrate_bps / 1000).to_string()),
         ("keyframe_max_dist", (fps * 4).to_string()),
         ("threads", "1".to_owned()),
     ]);
@@ -132,7 +154,45 @@ pub(super) fn start_video(
         }
     });
     pipeline.set_state(gst::State::Playing).map_err(|e| ClientError::Media(e.to_string()))?;
+    if let Some(picture) = picture
+        && let Some(appsrc) = pipeline.by_name("camera").and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+    {
+        pan(appsrc, picture, (width, height, fps))?;
+    }
     Ok(SenderHandle::Video(pipeline))
+}
+
+/// Pushes the views of `picture` into `camera` in real time, one pixel further each
+/// frame, on a thread of its own that ends with the pipeline.
+fn pan(
+    camera: gst_app::AppSrc,
+    picture: Arc<PannedPicture>,
+    (width, height, fps): (u32, u32, u32),
+) -> Result<(), ClientError> {
+    let period = Duration::from_nanos(1_000_000_000 / u64::from(fps.max(1)));
+    let size = (width * height * 3 / 2) as usize;
+    std::thread::Builder::new()
+        .name("camera-pan".into())
+        .spawn(move || {
+            let mut next = Instant::now();
+            for frame in 0u64.. {
+                let Ok(mut buffer) = gst::Buffer::with_size(size) else { return };
+                if let Some(buffer) = buffer.get_mut()
+                    && let Ok(mut map) = buffer.map_writable()
+                {
+                    picture.write_frame(frame, (width, height), map.as_mut_slice());
+                }
+                if camera.push_buffer(buffer).is_err() {
+                    return;
+                }
+                next += period;
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        })
+        .map_err(|e| ClientError::Media(e.to_string()))?;
+    Ok(())
 }
 
 /// How a tone is sent.
