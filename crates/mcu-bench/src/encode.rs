@@ -289,7 +289,7 @@ fn pictures(content: Content, tier: &Tier, frames: u32) -> Result<Vec<gst::Sampl
 }
 
 /// Runs `description` (an `appsrc name=src` ... `appsink name=out`) over `input`.
-fn run(description: &str, input: &[gst::Sample]) -> Result<Vec<gst::Sample>, String> {
+pub(crate) fn run(description: &str, input: &[gst::Sample]) -> Result<Vec<gst::Sample>, String> {
     let pipeline = gst::parse::launch(description)
         .map_err(|e| format!("{description}: {e}"))?
         .downcast::<gst::Pipeline>()
@@ -353,7 +353,7 @@ fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
 /// Mean luma PSNR and SSIM of `decoded` against `raw`, each decoded frame against
 /// the source frame of the same timestamp (x264 shifts every timestamp by a
 /// constant, so timestamps count from the first frame).
-fn compare(raw: &[gst::Sample], decoded: &[gst::Sample]) -> Result<(f64, f64), String> {
+pub(crate) fn compare(raw: &[gst::Sample], decoded: &[gst::Sample]) -> Result<(f64, f64), String> {
     let pts = |s: &gst::Sample| s.buffer().and_then(|b| b.pts()).map(|t| t.nseconds());
     let first = |samples: &[gst::Sample]| samples.first().and_then(pts).unwrap_or(0);
     let (raw_start, decoded_start) = (first(raw), first(decoded));

@@ -22,5 +22,6 @@ pub mod probe;
 pub mod received;
 pub mod report;
 pub mod run;
+pub mod server;
 pub mod sys;
 pub mod whep;

@@ -52,20 +52,34 @@ pub struct ReceivedRow {
     pub worst_ssim: f64,
     /// The server's CPU (cores) for this one room.
     pub server_cores: f64,
+    /// The same pictures sent straight from publisher to receiver (the publisher's
+    /// encode, decoded, at the publisher's size): mean luma PSNR (dB) and SSIM, the
+    /// reference the server's share is measured against.
+    #[serde(default)]
+    pub direct: (f64, f64),
 }
 
 impl ReceivedRow {
     /// Markdown table header.
     pub fn header() -> &'static str {
-        "| content | tier | fps received | PSNR-Y | SSIM-Y | worst cell SSIM | server cores (room of 4 + receiver) |\n\
-         | --- | --- | ---: | ---: | ---: | ---: | ---: |"
+        "| content | tier | fps received | PSNR-Y | SSIM-Y | worst cell SSIM | without the server: PSNR-Y, SSIM-Y | server cores (room of 4 + receiver) |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     }
 
     /// One Markdown row.
     pub fn line(&self) -> String {
         format!(
-            "| {} | {} {} | {:.1} | {:.1} dB | {:.3} | {:.3} | {:.2} |",
-            self.content, self.tier, self.size, self.fps, self.psnr_db, self.ssim, self.worst_ssim, self.server_cores
+            "| {} | {} {} | {:.1} | {:.1} dB | {:.3} | {:.3} | {:.1} dB, {:.3} | {:.2} |",
+            self.content,
+            self.tier,
+            self.size,
+            self.fps,
+            self.psnr_db,
+            self.ssim,
+            self.worst_ssim,
+            self.direct.0,
+            self.direct.1,
+            self.server_cores
         )
     }
 }
@@ -177,9 +191,13 @@ pub async fn measure(base: &str, pid: u32, photos: &Path) -> Result<Vec<Received
     let tiers = MediaConfig::default().tiers();
     let mut rows = Vec::new();
     for (index, scene) in scenes.iter().enumerate() {
+        let direct = {
+            let pictures = scene.pictures.clone();
+            tokio::task::spawn_blocking(move || direct_quality(&pictures)).await.map_err(|e| e.to_string())??
+        };
         for tier in &tiers {
             let room = format!("quality-{index}-{}", tier.name);
-            let row = measure_room(base, pid, &room, scene, tier).await?;
+            let row = ReceivedRow { direct, ..measure_room(base, pid, &room, scene, tier).await? };
             eprintln!("bench:   {}", row.line());
             rows.push(row);
         }
@@ -208,7 +226,8 @@ async fn measure_room(
             video_picture: Some(Arc::clone(picture)),
             video_size: (VIEW.0, VIEW.1, 30),
             video_bitrate_bps: Some(PUBLISHER_BPS),
-            decode_video: false,
+            // Send-only: the room encodes the measured tier and nothing else.
+            receive: false,
             ..Default::default()
         };
         publishers.push(Client::join(base, room, options).await.map_err(|e| e.to_string())?);
@@ -259,7 +278,46 @@ async fn measure_room(
         ssim: mean(|s| s.1),
         worst_ssim: scores.iter().map(|s| s.1).fold(1.0, f64::min),
         server_cores,
+        direct: (0.0, 0.0),
     })
+}
+
+/// What the pictures look like sent straight to a receiver: 5 s of each encoded as
+/// a publisher does (VP8, real time, [`PUBLISHER_BPS`]) and decoded, against its
+/// frames; the mean over the pictures.
+fn direct_quality(pictures: &[Arc<PannedPicture>]) -> Result<(f64, f64), String> {
+    gstreamer::init().map_err(|e| e.to_string())?;
+    let caps = gstreamer::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("width", VIEW.0 as i32)
+        .field("height", VIEW.1 as i32)
+        .field("framerate", gstreamer::Fraction::new(30, 1))
+        .build();
+    let encode = format!(
+        "appsrc name=src format=time ! vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={PUBLISHER_BPS} \
+         keyframe-max-dist=120 lag-in-frames=0 error-resilient=default ! vp8dec ! video/x-raw,format=I420 \
+         ! appsink name=out sync=false"
+    );
+    let (mut psnr, mut ssim) = (0.0, 0.0);
+    for picture in pictures {
+        let raw: Vec<gstreamer::Sample> = (0..150u64)
+            .map(|k| {
+                let mut frame = vec![0u8; (VIEW.0 * VIEW.1 * 3 / 2) as usize];
+                picture.write_frame(k, VIEW, &mut frame);
+                let mut buffer = gstreamer::Buffer::from_mut_slice(frame);
+                if let Some(b) = buffer.get_mut() {
+                    b.set_pts(gstreamer::ClockTime::from_nseconds(k * 1_000_000_000 / 30));
+                }
+                gstreamer::Sample::builder().buffer(&buffer).caps(&caps).build()
+            })
+            .collect();
+        let decoded = crate::encode::run(&encode, &raw)?;
+        let (p, s) = crate::encode::compare(&raw, &decoded)?;
+        psnr += p;
+        ssim += s;
+    }
+    let n = pictures.len().max(1) as f64;
+    Ok((psnr / n, ssim / n))
 }
 
 /// The four cells' luma of every frame arriving for [`SECONDS`].

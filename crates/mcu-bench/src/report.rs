@@ -261,7 +261,9 @@ pub fn tables(r: &Results) -> String {
              are made first and kept in memory, then encoded alone as fast as the machine goes (CPU seconds over \
              media seconds = cores one real-time encode takes, with the server's settings: same templates, threads \
              and bitrates); the frames are then decoded and compared with their sources (luma PSNR, SSIM over 8x8 \
-             windows). \"talking head\" is a still pinwheel with a moving zone plate in its middle third. Measured on {} \
+             windows). \"talking head\" is a still pinwheel with a moving zone plate in its middle third; \
+             \"photographs\" are the four of table 4f panned in a 2x2 composite (as the server composes them; the \
+             default encoders only), so their PSNR is the server's encode against its raw composite. Measured on {} \
              with `mcu-bench all --only encode`.\n",
             super::encode::SECONDS,
             r.encode_date
@@ -273,15 +275,21 @@ pub fn tables(r: &Results) -> String {
         let _ = writeln!(s);
     }
 
+    if let Some(labels) = &r.labels {
+        let _ = writeln!(s, "{}", super::labels::markdown(labels));
+    }
+    if let Some(whep) = &r.whep {
+        let _ = writeln!(s, "{}", super::whep::markdown(whep));
+    }
     if !r.received.is_empty() {
-        let _ = writeln!(s, "### 4d. What a receiver sees, beside what its room costs\n");
+        let _ = writeln!(s, "### 4f. What a receiver sees, beside what its room costs\n");
         let _ = writeln!(
             s,
             "Four publishers each send a picture panned one pixel a frame at 640x360 (2 Mb/s VP8), one receiver asks for \
              one tier; every cell of every frame it decodes is compared with the view its publisher sent, brought to the \
              cell's size by a box filter (luma PSNR, SSIM over 8x8 windows): end to end, the publisher's encode \
              included. \"talking head\": only the middle third of each picture moves. Photographs: scikit-image's \
-             motorcycle, coffee, cat and astronaut (Debian's python3-skimage). Server cores: the room of 4 and its one \
+             motorcycle, coffee, cat and astronaut (Debian's python3-skimage). Name labels off (no source has them). Server cores: the room of 4 and its one \
              receiver over the same seconds. Measured on {} with `mcu-bench all --only received`.\n",
             r.received_date
         );
@@ -290,13 +298,6 @@ pub fn tables(r: &Results) -> String {
             let _ = writeln!(s, "{}", row.line());
         }
         let _ = writeln!(s);
-    }
-
-    if let Some(labels) = &r.labels {
-        let _ = writeln!(s, "{}", super::labels::markdown(labels));
-    }
-    if let Some(whep) = &r.whep {
-        let _ = writeln!(s, "{}", super::whep::markdown(whep));
     }
 
     let _ = writeln!(s, "### 5. Memory\n");
