@@ -129,6 +129,16 @@ pub fn render(rooms: usize, participants: usize, cpu: CpuLoad) -> String {
     for (name, help, value) in cores {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value:.3}\n"));
     }
+    if let Some(heap) = crate::memory::heap_usage() {
+        let heap = [
+            ("mcu_process_heap_in_use_bytes", "Bytes the allocator handed out and not freed", heap.in_use),
+            ("mcu_process_heap_free_bytes", "Bytes freed into the allocator's arenas, not returned", heap.free),
+            ("mcu_process_heap_arena_bytes", "Bytes the allocator's arenas took from the system", heap.arenas),
+        ];
+        for (name, help, value) in heap {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
+        }
+    }
     out
 }
 

@@ -1,5 +1,5 @@
-//! HTTP clients that misbehave: slow-loris connections trickling their headers, more
-//! connections than allowed, and malformed requests on every route.
+//! HTTP clients that misbehave: slow-loris connections trickling their headers or
+//! their body, more connections than allowed, and malformed requests on every route.
 
 mod common;
 
@@ -61,6 +61,40 @@ async fn slow_loris_connections_are_cut_off_and_capped_per_client() {
     // And the server answers normally again.
     let (status, _) = server.get_json("/healthz").await;
     assert_eq!(status, 200);
+}
+
+/// A join whose body comes a byte every 2 s gets the contract's `408` 30 s after its
+/// headers, and the server answers others meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickled_slowly_gets_408_after_thirty_seconds() {
+    let server = Server::start("");
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /rooms/slow/join HTTP/1.1\r\nHost: x\r\nContent-Type: application/sdp\r\nContent-Length: 4000\r\n\r\nv=0")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (mut reader, mut writer) = slow.into_split();
+    let trickle = tokio::spawn(async move {
+        while started.elapsed() < Duration::from_secs(40) && writer.write_all(b"x").await.is_ok() {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, _) = server.get_json("/healthz").await;
+    assert_eq!(status, 200, "the server answers others while a body trickles in");
+    let mut answer = vec![0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(40), reader.read(&mut answer)).await;
+    let waited = started.elapsed();
+    trickle.abort();
+    let n = read.expect("an answer within 40 s").expect("a readable answer");
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    eprintln!("a trickled body answered after {waited:?}: {}", answer.lines().next().unwrap_or(""));
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#"{"error":"request not received in time"}"#), "{answer}");
+    assert!(waited >= Duration::from_secs(29) && waited < Duration::from_secs(33), "{waited:?}");
+    let (_, rooms) = server.get_json("/rooms").await;
+    assert!(!rooms.to_string().contains("slow"), "no room made of a half-received join: {rooms}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

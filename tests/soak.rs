@@ -3,11 +3,10 @@
 //! is sampled after every step: its median over each of the last periods (the same
 //! load as the first) must stay within 5 % of the first periods' after a warm-up.
 //! (Peaks are printed, not compared: a period's peak is one sample, set by what
-//! happens to coincide, a recording finalizing while encoders start. The idle size
-//! at the end is printed too but not compared: memory the peers' asynchronous
-//! teardown frees after the last room's trim stays with the process until the next.)
-//! Every gauge is 0 at the end, and file descriptors and threads are back to their
-//! idle count.
+//! happens to coincide, a recording finalizing while encoders start.) Idle again at
+//! the end, the server must hold what it held idle after the warm-up, within 5 %:
+//! resident memory, and the allocator's bytes in use (`GET /metrics`). Every gauge is
+//! 0 at the end, and file descriptors and threads are back to their idle count.
 //! The test command runs it for 2 minutes; `make soak SOAK_SECS=1800` as long as
 //! wanted (`MCU_SOAK_SECS`).
 
@@ -109,6 +108,13 @@ impl Churn {
     }
 }
 
+/// The allocator's figures in MiB: in use, free in its arenas, arenas.
+async fn heap(server: &Server) -> (f64, f64, f64) {
+    let metrics = server.metrics().await;
+    let mib = |name: &str| metrics.get(name).copied().unwrap_or(0.0) / 1_048_576.0;
+    (mib("mcu_process_heap_in_use_bytes"), mib("mcu_process_heap_free_bytes"), mib("mcu_process_heap_arena_bytes"))
+}
+
 /// Gauges of live resources that are not 0 (the CPU budget is configuration).
 async fn live_gauges(server: &Server) -> Vec<(String, f64)> {
     server.gauges().await.into_iter().filter(|(_, value)| *value != 0.0).collect()
@@ -143,9 +149,12 @@ async fn rooms_participants_and_recordings_churn_without_growth() {
     let live = settle(&server).await;
     assert!(live.is_empty(), "gauges after the warm-up: {live:?}");
     let idle = footprint(&server);
+    let idle_heap = heap(&server).await;
     let samples = churn.run(&server, periods - WARM_UP_PERIODS).await;
     let live = settle(&server).await;
     let end = footprint(&server);
+    let end_heap = heap(&server).await;
+    eprintln!("heap (MiB in use, free in arenas, arenas) after the warm-up {idle_heap:.1?}, at the end {end_heap:.1?}");
     let medians: Vec<u64> = samples
         .iter()
         .map(|period| {
@@ -169,6 +178,12 @@ async fn rooms_participants_and_recordings_churn_without_growth() {
     let last = *medians[medians.len() - COMPARED_PERIODS..].iter().max().unwrap();
     let growth = last as f64 / first as f64 - 1.0;
     assert!(growth < 0.05, "resident memory under the same load grew {:.1} % ({first} -> {last} KiB)", growth * 100.0);
+    // Idle again, the server holds what it held idle after the warm-up: the allocator
+    // the same bytes in use (no leak), the process the same resident memory (what was
+    // freed was given back).
+    assert!(end_heap.0 <= idle_heap.0 * 1.05 + 1.0, "heap in use when idle grew: {idle_heap:.1?} -> {end_heap:.1?}");
+    let kept = end.rss_kib as f64 / idle.rss_kib as f64 - 1.0;
+    assert!(kept < 0.05, "idle resident memory grew {:.1} % ({} -> {} KiB)", kept * 100.0, idle.rss_kib, end.rss_kib);
     assert!(end.fds <= idle.fds, "file descriptors: {} -> {}", idle.fds, end.fds);
     assert!(end.threads <= idle.threads, "threads: {} -> {}", idle.threads, end.threads);
     assert!(server.alarms().is_empty(), "{:?}", server.alarms());

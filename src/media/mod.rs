@@ -52,7 +52,8 @@ pub fn init() -> Result<(), MediaError> {
     RESULT.get_or_init(|| gstreamer::init().map_err(|e| e.to_string())).clone().map_err(MediaError::Init)
 }
 
-/// Caps glibc's malloc arenas at one per CPU. Call once at startup, before threads.
+/// Caps glibc's malloc arenas at one per CPU and fixes the size from which blocks are
+/// mapped on their own ([`MMAP_THRESHOLD`]). Call once at startup, before threads.
 ///
 /// Every room brings short-lived GStreamer streaming threads and webrtc-rs tasks; with
 /// glibc's default (eight arenas per CPU) each new thread may land in a fresh arena,
@@ -69,5 +70,19 @@ pub fn limit_malloc_arenas() {
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, cpus);
         }
+        // SAFETY: as above; a fixed threshold also turns off glibc's dynamic one.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        }
     }
 }
+
+/// Allocations at least this large get their own mapping, returned to the system
+/// when freed. glibc starts at 128 KiB but raises the threshold to the size of every
+/// mapped block freed (up to 32 MiB), so after the first video frame was freed every
+/// frame (1.4 MB at 720p) came from the arenas, and a closed room's frames stayed
+/// there, interleaved with live allocations no trim can move: the soak test's
+/// per-period median RSS rose 6.6 % in two minutes and the idle RSS 36.6 -> 48.8 MiB,
+/// with the allocator's bytes in use unchanged (4.3 -> 4.5 MiB).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: i32 = 256 * 1024;

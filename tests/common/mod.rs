@@ -124,13 +124,16 @@ impl Server {
             .collect()
     }
 
-    /// The live-resource gauges: the metrics without counters (`_total`) and without
-    /// the CPU budget and estimate (configuration and a guess, not resources).
+    /// The live-resource gauges: the metrics without counters (`_total`), the CPU
+    /// budget and estimate (configuration and a guess, not resources) and the
+    /// process's heap figures.
     pub async fn gauges(&self) -> std::collections::BTreeMap<String, f64> {
         self.metrics()
             .await
             .into_iter()
-            .filter(|(name, _)| !name.contains("_total") && !name.starts_with("mcu_cpu_"))
+            .filter(|(name, _)| {
+                !name.contains("_total") && !name.starts_with("mcu_cpu_") && !name.starts_with("mcu_process_")
+            })
             .collect()
     }
 
