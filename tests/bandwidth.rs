@@ -76,13 +76,7 @@ impl Drop for Receiver {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_receiver_behind_a_bottleneck_follows_its_bandwidth() {
-    let link = match Namespace::create() {
-        Ok(link) => link,
-        Err(e) => {
-            eprintln!("SKIPPED: cannot build a network namespace here (needs root and iproute2): {e}");
-            return;
-        }
-    };
+    let Some(link) = Namespace::or_skip() else { return };
     let config = format!("[rtc]\ninterfaces = [\"{}\"]\n", link.host_interface);
     let server = Server::start_with(Some(&config), &[("MCU_LISTEN", "0.0.0.0:0")]);
     let port = server.url.rsplit(':').next().unwrap().to_owned();

@@ -200,27 +200,17 @@ pub fn measure_all(photos: &std::path::Path) -> Result<Vec<EncodeRow>, String> {
 fn photo_pictures(pictures: &[PannedPicture], tier: &Tier, frames: u32) -> Result<Vec<gst::Sample>, String> {
     let view = crate::received::VIEW;
     let (w, h) = (view.0 * 2, view.1 * 2);
-    let caps = gst::Caps::builder("video/x-raw")
-        .field("format", "I420")
-        .field("width", w as i32)
-        .field("height", h as i32)
-        .field("framerate", gst::Fraction::new(tier.fps as i32, 1))
-        .build();
     let mut cell = vec![0u8; (view.0 * view.1 * 3 / 2) as usize];
-    let mut input = Vec::with_capacity(frames as usize);
-    for k in 0..frames {
+    let composites = (0..frames).map(|k| {
         let mut composite = vec![0u8; (w * h * 3 / 2) as usize];
         for (i, picture) in pictures.iter().enumerate() {
             picture.write_view(picture.offset(u64::from(k), view.0), view, &mut cell);
             let (cx, cy) = ((i as u32 % 2) * view.0, (i as u32 / 2) * view.1);
             place(&cell, view, &mut composite, (w, h), (cx, cy));
         }
-        let mut buffer = gst::Buffer::from_mut_slice(composite);
-        if let Some(b) = buffer.get_mut() {
-            b.set_pts(gst::ClockTime::from_nseconds(u64::from(k) * 1_000_000_000 / u64::from(tier.fps)));
-        }
-        input.push(gst::Sample::builder().buffer(&buffer).caps(&caps).build());
-    }
+        composite
+    });
+    let input = raw_samples((w, h, tier.fps), composites);
     run(
         &format!(
             "appsrc name=src format=time ! videoscale ! video/x-raw,width={},height={} ! appsink name=out sync=false",
@@ -228,6 +218,30 @@ fn photo_pictures(pictures: &[PannedPicture], tier: &Tier, frames: u32) -> Resul
         ),
         &input,
     )
+}
+
+/// I420 frames of `width` x `height` as samples stamped one `fps` period apart.
+pub(crate) fn raw_samples(
+    (width, height, fps): (u32, u32, u32),
+    frames: impl IntoIterator<Item = Vec<u8>>,
+) -> Vec<gst::Sample> {
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("width", width as i32)
+        .field("height", height as i32)
+        .field("framerate", gst::Fraction::new(fps as i32, 1))
+        .build();
+    frames
+        .into_iter()
+        .zip(0u64..)
+        .map(|(frame, k)| {
+            let mut buffer = gst::Buffer::from_mut_slice(frame);
+            if let Some(b) = buffer.get_mut() {
+                b.set_pts(gst::ClockTime::from_nseconds(k * 1_000_000_000 / u64::from(fps.max(1))));
+            }
+            gst::Sample::builder().buffer(&buffer).caps(&caps).build()
+        })
+        .collect()
 }
 
 /// Copies an I420 `cell` into an I420 `frame` at `(x, y)` (even).
@@ -395,4 +409,19 @@ fn luma(sample: &gst::Sample) -> Result<Luma, String> {
     let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
     let buffer = sample.buffer_owned().ok_or("a sample without a buffer")?;
     gst_video::VideoFrame::from_buffer_readable(buffer, &info).map(Luma).map_err(|_| "cannot map a frame".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_samples_are_stamped_one_period_apart() {
+        gst::init().unwrap();
+        let samples = raw_samples((4, 2, 15), (0..3).map(|_| vec![0u8; 12]));
+        let pts: Vec<u64> = samples.iter().filter_map(|s| s.buffer()?.pts()).map(|t| t.mseconds()).collect();
+        assert_eq!(pts, [0, 66, 133]);
+        let info = gst_video::VideoInfo::from_caps(samples[0].caps().unwrap()).unwrap();
+        assert_eq!((info.width(), info.height(), info.fps()), (4, 2, gst::Fraction::new(15, 1)));
+    }
 }

@@ -141,12 +141,9 @@ impl PannedPicture {
             // Grey marks (neutral chroma): a receiver's RGB then never clips.
             let (luma, chroma) = out.split_at_mut((view.0 * view.1) as usize);
             let half = (view.0 / 2) as usize;
-            for (i, level) in mark_levels(frame).into_iter().enumerate() {
+            self.overlay_marks(frame, view.0, luma);
+            for i in 0..MARKS {
                 let (x, y) = mark_origin(i);
-                for row in y..y + MARK_SIZE {
-                    let at = (row * view.0 + x) as usize;
-                    luma[at..at + MARK_SIZE as usize].fill(level);
-                }
                 for row in y / 2..(y + MARK_SIZE) / 2 {
                     for plane in 0..2 {
                         let at = plane * half * (view.1 / 2) as usize + row as usize * half + (x / 2) as usize;

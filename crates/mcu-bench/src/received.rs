@@ -287,12 +287,6 @@ async fn measure_room(
 /// frames; the mean over the pictures.
 fn direct_quality(pictures: &[Arc<PannedPicture>]) -> Result<(f64, f64), String> {
     gstreamer::init().map_err(|e| e.to_string())?;
-    let caps = gstreamer::Caps::builder("video/x-raw")
-        .field("format", "I420")
-        .field("width", VIEW.0 as i32)
-        .field("height", VIEW.1 as i32)
-        .field("framerate", gstreamer::Fraction::new(30, 1))
-        .build();
     let encode = format!(
         "appsrc name=src format=time ! vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={PUBLISHER_BPS} \
          keyframe-max-dist=120 lag-in-frames=0 error-resilient=default ! vp8dec ! video/x-raw,format=I420 \
@@ -300,17 +294,12 @@ fn direct_quality(pictures: &[Arc<PannedPicture>]) -> Result<(f64, f64), String>
     );
     let (mut psnr, mut ssim) = (0.0, 0.0);
     for picture in pictures {
-        let raw: Vec<gstreamer::Sample> = (0..150u64)
-            .map(|k| {
-                let mut frame = vec![0u8; (VIEW.0 * VIEW.1 * 3 / 2) as usize];
-                picture.write_frame(k, VIEW, &mut frame);
-                let mut buffer = gstreamer::Buffer::from_mut_slice(frame);
-                if let Some(b) = buffer.get_mut() {
-                    b.set_pts(gstreamer::ClockTime::from_nseconds(k * 1_000_000_000 / 30));
-                }
-                gstreamer::Sample::builder().buffer(&buffer).caps(&caps).build()
-            })
-            .collect();
+        let frames = (0..150u64).map(|k| {
+            let mut frame = vec![0u8; (VIEW.0 * VIEW.1 * 3 / 2) as usize];
+            picture.write_frame(k, VIEW, &mut frame);
+            frame
+        });
+        let raw = crate::encode::raw_samples((VIEW.0, VIEW.1, 30), frames);
         let decoded = crate::encode::run(&encode, &raw)?;
         let (p, s) = crate::encode::compare(&raw, &decoded)?;
         psnr += p;
