@@ -28,18 +28,25 @@ window.mcuLocal = (() => {
   async function toggleScreenOf(c, onChange) {
     const sender = videoSender(c);
     if (!sender) throw new Error("screen sharing needs a camera track to replace");
+    // `c.screen` and the button change together, once the sender has the track:
+    // whoever reads one (the page's state, a test) finds the other agreeing.
     if (c.screen) {
       const screen = c.screen;
+      await sender.replaceTrack(c.media.video);
       c.screen = null;
       screen.stop();
-      await sender.replaceTrack(c.media.video);
       onChange(false);
       return;
     }
     const stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
     const screen = stream.getVideoTracks()[0];
+    try {
+      await sender.replaceTrack(screen);
+    } catch (e) {
+      screen.stop();
+      throw e;
+    }
     c.screen = screen;
-    await sender.replaceTrack(screen);
     screen.addEventListener("ended", () => {
       if (c.screen !== screen) return;
       c.screen = null;
