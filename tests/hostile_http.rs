@@ -136,3 +136,27 @@ async fn malformed_requests_get_4xx_json_never_5xx() {
     assert_eq!(status, 200);
     assert!(server.alarms().is_empty(), "{:?}", server.alarms());
 }
+
+/// A body the server refuses unread (too large) must not cost the client's next
+/// request on the same keep-alive connection: the refusal closes that connection
+/// cleanly instead of letting the client reuse one the server is about to drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_body_never_drops_the_next_request() {
+    let server = Server::start("");
+    let http = reqwest::Client::new();
+    let oversized = vec![b'['; 100_000];
+    for round in 0..200 {
+        for (path, body) in [("/rooms/r/layout", oversized.clone()), ("/rooms/r/recording", b"\"mp4\"".to_vec())] {
+            let response = http
+                .post(format!("{}{path}", server.url))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("round {round}, POST {path}: connection dropped: {e:?}"));
+            let status = response.status().as_u16();
+            assert!((400..500).contains(&status), "round {round}, POST {path}: {status}");
+            response.text().await.unwrap_or_else(|e| panic!("round {round}, POST {path}: body lost: {e:?}"));
+        }
+    }
+}

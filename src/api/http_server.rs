@@ -4,7 +4,9 @@
 //! stays open); one that trickles its body gets a `408` after `REQUEST_TIMEOUT`; open
 //! connections are capped overall and per client address (an IPv6 client per /64),
 //! and a connection over a cap gets a JSON `503` before it is closed, so one client
-//! cannot take every socket the process may open.
+//! cannot take every socket the process may open. A connection ends with a lingering
+//! close, and one whose request body went unread ends after its response
+//! (`unread_body`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -18,6 +20,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use warp::{Filter, Reply};
+
+use super::unread_body::{self, TrackedBody};
 
 /// Time from a request's headers to its response's (the body included). Responses
 /// that stream (events) count until their headers; joins are bounded well below by
@@ -102,12 +106,8 @@ async fn refuse(mut stream: TcpStream) {
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(response.as_bytes())).await;
     // Closing with the request unread would reset the connection before the client
-    // reads the answer: end the writing side, then drain briefly.
-    let _ = stream.shutdown().await;
-    let mut sink = [0u8; 4096];
-    let drain =
-        async { while matches!(tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await, Ok(n) if n > 0) {} };
-    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+    // reads the answer.
+    unread_body::linger_and_close(stream).await;
 }
 
 /// Raises the process's open-file limit to its hard limit and returns how many HTTP
@@ -180,17 +180,19 @@ pub async fn serve<F>(
         let with_addr = WithClientAddr { inner: service, addr };
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
-        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(with_addr));
-        let connection = graceful.watch(connection);
+        // The slot is held until the socket's lingering close ends.
+        let stream = TokioIo::new(unread_body::LingeringStream::new(stream, slot));
+        let connection = graceful.watch(http.serve_connection(stream, TowerToHyperService::new(with_addr)));
         tokio::spawn(async move {
             let _ = connection.await;
-            drop(slot);
         });
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
 }
 
-/// warp's service with the client's address put on each request.
+/// warp's service with the client's address put on each request, a `408` for a
+/// request not answered within `REQUEST_TIMEOUT`, and `Connection: close` on the
+/// answer to a request whose body was not read (see `unread_body`).
 #[derive(Clone)]
 struct WithClientAddr<S> {
     inner: S,
@@ -199,7 +201,12 @@ struct WithClientAddr<S> {
 
 impl<S, B> tower_service::Service<warp::http::Request<B>> for WithClientAddr<S>
 where
-    S: tower_service::Service<warp::http::Request<B>, Response = warp::reply::Response, Error = Infallible>,
+    B: hyper::body::Body,
+    S: tower_service::Service<
+            warp::http::Request<TrackedBody<B>>,
+            Response = warp::reply::Response,
+            Error = Infallible,
+        >,
     S::Future: Send + 'static,
 {
     type Response = warp::reply::Response;
@@ -210,18 +217,22 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: warp::http::Request<B>) -> Self::Future {
-        request.extensions_mut().insert(ClientAddr(self.addr));
-        let response = self.inner.call(request);
+    fn call(&mut self, request: warp::http::Request<B>) -> Self::Future {
+        let (mut head, body) = request.into_parts();
+        head.extensions.insert(ClientAddr(self.addr));
+        let (body, body_end) = TrackedBody::new(body);
+        let response = self.inner.call(warp::http::Request::from_parts(head, body));
         Box::pin(async move {
-            match tokio::time::timeout(REQUEST_TIMEOUT, response).await {
-                Ok(answered) => answered,
-                Err(_) => Ok(super::error::ApiError::new(
-                    warp::http::StatusCode::REQUEST_TIMEOUT,
-                    "request not received in time",
-                )
-                .into_response()),
-            }
+            let mut response = match tokio::time::timeout(REQUEST_TIMEOUT, response).await {
+                Ok(Ok(answered)) => answered,
+                Ok(Err(never)) => match never {},
+                Err(_) => {
+                    super::error::ApiError::new(warp::http::StatusCode::REQUEST_TIMEOUT, "request not received in time")
+                        .into_response()
+                }
+            };
+            unread_body::close_if_unread(&mut response, &body_end);
+            Ok(response)
         })
     }
 }

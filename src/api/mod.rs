@@ -12,6 +12,7 @@ mod limit;
 pub(crate) mod participants;
 pub(crate) mod recordings;
 pub(crate) mod streams;
+mod unread_body;
 mod web;
 mod whip;
 
