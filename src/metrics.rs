@@ -16,6 +16,10 @@ impl Gauge {
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
+    /// `n` more (a counter's events).
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
     /// One fewer live resource.
     pub fn dec(&self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
@@ -54,6 +58,25 @@ pub static AUDIO_FRAMES_DROPPED: Gauge = Gauge::new();
 /// Received audio packets dropped because the mixer thread had too many waiting (a
 /// stalled mixer or a flooding peer; a counter).
 pub static AUDIO_PACKETS_DROPPED: Gauge = Gauge::new();
+
+/// Publishers' video packets their decode branch's jitter buffer gave up on: lost on
+/// the way in and not resent in time (a counter). Each loss freezes that cell until
+/// the keyframe the server then asks for.
+pub static VIDEO_INPUT_PACKETS_LOST: Gauge = Gauge::new();
+/// Keyframes the server's decoders asked publishers for (before the PLI throttle; a
+/// counter): at the start of each input and after each unrecovered loss.
+pub static VIDEO_KEYFRAMES_REQUESTED: Gauge = Gauge::new();
+/// Composite frames dropped in front of an encoder that fell behind (a counter): the
+/// encode's frame rate falls, its picture stays whole.
+pub static VIDEO_ENCODE_FRAMES_DROPPED: Gauge = Gauge::new();
+/// Times a receiver's forwarder fell behind its encode and skipped to the next
+/// keyframe (a counter): the receiver's picture froze for the gap, it never broke.
+pub static VIDEO_RECEIVER_RESYNCS: Gauge = Gauge::new();
+/// Video packets receivers asked again for (RTCP NACK; a counter).
+pub static VIDEO_PACKETS_NACKED: Gauge = Gauge::new();
+/// Video packets resent to receivers (a counter): the NACKed ones still young enough
+/// to help and within the retransmission budget.
+pub static VIDEO_PACKETS_RESENT: Gauge = Gauge::new();
 
 /// Rooms created since the server started (a counter): with bad joins refused before
 /// any room is touched, it grows only with rooms that had a valid join.
@@ -109,6 +132,32 @@ pub fn render(rooms: usize, participants: usize, cpu: CpuLoad) -> String {
             "Received audio packets dropped because too many waited for the mixer",
             AUDIO_PACKETS_DROPPED.get(),
         ),
+        (
+            "mcu_video_input_packets_lost_total",
+            "Publishers' video packets lost and not resent in time (the cell froze until a keyframe)",
+            VIDEO_INPUT_PACKETS_LOST.get(),
+        ),
+        (
+            "mcu_video_keyframes_requested_total",
+            "Keyframes the server's decoders asked publishers for",
+            VIDEO_KEYFRAMES_REQUESTED.get(),
+        ),
+        (
+            "mcu_video_encode_frames_dropped_total",
+            "Composite frames dropped in front of an encoder that fell behind",
+            VIDEO_ENCODE_FRAMES_DROPPED.get(),
+        ),
+        (
+            "mcu_video_receiver_resyncs_total",
+            "Times a receiver fell behind its encode and resumed at the next keyframe",
+            VIDEO_RECEIVER_RESYNCS.get(),
+        ),
+        (
+            "mcu_video_packets_nacked_total",
+            "Video packets receivers asked again for (NACK)",
+            VIDEO_PACKETS_NACKED.get(),
+        ),
+        ("mcu_video_packets_resent_total", "Video packets resent to receivers", VIDEO_PACKETS_RESENT.get()),
     ];
     for (name, help, value) in counters {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));

@@ -26,7 +26,7 @@ async fn helper_receiver_in_the_namespace() {
     assert!(client.wait_connected(Duration::from_secs(10)).await);
     loop {
         if let Some(frame) = client.received.frame() {
-            let decoded = client.received.frames_decoded.load(std::sync::atomic::Ordering::Relaxed);
+            let decoded = client.received.frames_decoded();
             println!("FRAME {}x{} {decoded}", frame.width, frame.height);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

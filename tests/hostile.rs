@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use common::raw_peer::RawPeer;
 use common::sse::EventStream;
-use common::webrtcbin::WebrtcbinSession;
 use common::{Server, color_matches, wait_for_pixels};
 use gstreamer::prelude::*;
 use mcu_bench::client::{ClientOptions, Endpoint};
+use mcu_bench::webrtcbin::WebrtcbinSession;
 use webrtc::rtp::packet::Packet;
 
 const RED: u32 = 0xff0000;

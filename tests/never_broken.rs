@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::netns::Namespace;
 use common::{Server, color_matches, publisher};
 use mcu::media::quality::{self, Plane};
-use mcu_bench::client::{ClientOptions, RgbFrame};
+use mcu_bench::client::{ClientOptions, DecodedFrame};
 use mcu_bench::picture::PannedPicture;
 
 const VIEW: (u32, u32) = (640, 360);
@@ -61,7 +61,7 @@ fn judge(picture: &PannedPicture, luma: &[u8], others_right: bool) -> Seen {
 
 /// The textured cell's luma and whether the other cells are right, for every frame
 /// decoded during `span`.
-async fn watch(frames: std::sync::mpsc::Receiver<RgbFrame>, span: Duration) -> Vec<(Vec<u8>, bool)> {
+async fn watch(frames: std::sync::mpsc::Receiver<DecodedFrame>, span: Duration) -> Vec<(Vec<u8>, bool)> {
     tokio::task::spawn_blocking(move || {
         let end = Instant::now() + span;
         let mut seen = Vec::new();

@@ -257,9 +257,9 @@ async fn an_unwritable_directory_fails_the_recording_not_the_conference() {
     let (_, state) = server.get_json("/rooms/blocked").await;
     assert_eq!(state["participants"].as_array().map(Vec::len), Some(2), "the conference goes on: {state}");
     // The composite keeps coming (how fast is the benchmark's business, not this test's).
-    let before = viewer.received.frames_decoded.load(std::sync::atomic::Ordering::Relaxed);
+    let before = viewer.received.frames_decoded();
     let goes_on = common::eventually(Duration::from_secs(5), || async {
-        let now = viewer.received.frames_decoded.load(std::sync::atomic::Ordering::Relaxed);
+        let now = viewer.received.frames_decoded();
         if now > before + 15 { Ok(()) } else { Err(format!("{} frames decoded since", now - before)) }
     })
     .await;

@@ -103,6 +103,6 @@ async fn a_relay_only_participant_receives_the_mix_through_coturn() {
     common::wait_for_pixels(&viewer, &[(640, 360, 0xff0000)], Duration::from_secs(15))
         .await
         .expect("the composite arrives through the relay");
-    let frames = viewer.received.frames_decoded.load(std::sync::atomic::Ordering::Relaxed);
+    let frames = viewer.received.frames_decoded();
     eprintln!("relayed viewer decoded {frames} composite frames");
 }

@@ -7,10 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::webrtcbin::WebrtcbinSession;
 use common::{Server, color_matches, eventually, fresh_tone_levels, tone_levels, wait_for_pixels};
 use mcu::auth::{Claims, Permission, mint, unix_now};
 use mcu_bench::client::{Client, ClientError, ClientOptions, Endpoint};
+use mcu_bench::webrtcbin::WebrtcbinSession;
 
 const GREEN: u32 = 0x00ff00;
 const RED: u32 = 0xff0000;

@@ -78,6 +78,13 @@ impl EncodeBranch {
             gst::parse::bin_from_description(&description, false).map_err(|e| MediaError::Parse(e.to_string()))?;
         bin.set_property("name", format!("out-{key}"));
         shield_sink(&bin)?;
+        // The leaky queue in front of the encoder drops a frame each time it is full.
+        if let Some(queue) = bin.by_name("encode_in") {
+            queue.connect("overrun", false, |_| {
+                metrics::VIDEO_ENCODE_FRAMES_DROPPED.inc();
+                None
+            });
+        }
         let appsink = bin
             .by_name("encoded")
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())

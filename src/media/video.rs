@@ -51,6 +51,18 @@ impl VideoInput {
     }
 }
 
+/// Counts the packets the branch's jitter buffer (`jitter`) gives up on: it says so
+/// downstream with one `GstRTPPacketLost` event per lost packet.
+fn count_losses(bin: &gst::Bin) {
+    let Some(pad) = bin.by_name("jitter").and_then(|j| j.static_pad("src")) else { return };
+    pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, |_, info| {
+        if info.event().and_then(|e| e.structure()).is_some_and(|s| s.name() == "GstRTPPacketLost") {
+            metrics::VIDEO_INPUT_PACKETS_LOST.inc();
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
 /// A linked publisher branch.
 struct Branch {
     bin: gst::Bin,
@@ -171,11 +183,13 @@ impl VideoMixer {
         if let Some(src_pad) = appsrc.static_pad("src") {
             src_pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
                 if info.event().is_some_and(|ev| gst_video::UpstreamForceKeyUnitEvent::parse(ev).is_ok()) {
+                    metrics::VIDEO_KEYFRAMES_REQUESTED.inc();
                     keyframe_needed();
                 }
                 gst::PadProbeReturn::Ok
             });
         }
+        count_losses(&bin);
         let src = bin.static_pad("src").ok_or_else(|| MediaError::Pipeline("decode branch has no src pad".into()))?;
         self.pipeline.add(&bin).map_err(|e| MediaError::Pipeline(e.to_string()))?;
         let Some(pad) = self.compositor.request_pad_simple("sink_%u") else {

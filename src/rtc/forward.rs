@@ -311,6 +311,7 @@ async fn run(
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // Frames were lost to this receiver: resume at the next keyframe.
                     if let Some((tag, feed)) = current.take() {
+                        metrics::VIDEO_RECEIVER_RESYNCS.inc();
                         on_event(ForwardEvent::NeedsKeyframe(tag));
                         pending = Some((tag, feed));
                     }
@@ -355,7 +356,10 @@ impl Output {
     }
 
     async fn resend(&mut self, lost: &[u16]) {
-        for packet in self.history.resend(lost, Instant::now()) {
+        let resent = self.history.resend(lost, Instant::now());
+        metrics::VIDEO_PACKETS_NACKED.add(lost.len() as i64);
+        metrics::VIDEO_PACKETS_RESENT.add(resent.len() as i64);
+        for packet in resent {
             if let Err(e) = self.track.write_rtp(&packet).await {
                 tracing::trace!(error = %e, "retransmitting to a receiver");
             }

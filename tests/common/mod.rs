@@ -9,14 +9,13 @@ pub mod relay;
 pub mod rtmp;
 pub mod sse;
 pub mod watch;
-pub mod webrtcbin;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use mcu_bench::client::{Client, ClientOptions, RgbFrame};
+use mcu_bench::client::{Client, ClientOptions, DecodedFrame};
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
 
@@ -203,7 +202,7 @@ pub fn color_matches(rgb: [u8; 3], expected: u32) -> bool {
 }
 
 /// Checks every `(x, y, colour)` on `frame`; returns the first mismatch.
-pub fn check_pixels(frame: &RgbFrame, expected: &[(u32, u32, u32)]) -> Result<(), String> {
+pub fn check_pixels(frame: &DecodedFrame, expected: &[(u32, u32, u32)]) -> Result<(), String> {
     for &(x, y, color) in expected {
         let got = frame.rgb_at(x, y).ok_or("pixel read failed")?;
         if !color_matches(got, color) {

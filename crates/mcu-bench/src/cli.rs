@@ -39,7 +39,7 @@ struct AllArgs {
     /// Shorter windows (a smoke run; the figures are noisier).
     #[arg(long)]
     quick: bool,
-    /// Only these parts (comma-separated: connect, encode, labels, whep, received, mixing, join,
+    /// Only these parts (comma-separated: connect, encode, labels, whep, received, starved, mixing, join,
     /// profile, limit, capacity, audio); the others keep their figures from docs/bench/results.json.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,

@@ -28,6 +28,14 @@ const OPENH264: &str = "openh264enc bitrate={bitrate_bps} rate-control=bitrate c
     gop-size={keyframe_max_dist} multi-thread={threads} ! video/x-h264,profile=constrained-baseline \
     ! h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au";
 
+/// The speed setting of the embedded VP8 template (`cpu-used=N`).
+pub fn vp8_speed() -> &'static str {
+    mcu::media::template::VIDEO_ENCODE_VP8
+        .split_whitespace()
+        .find(|t| t.starts_with("cpu-used="))
+        .unwrap_or("cpu-used=?")
+}
+
 /// Seconds of media encoded per measurement.
 pub const SECONDS: u32 = 5;
 
@@ -41,8 +49,12 @@ pub enum Encoder {
     /// The VP8 template skipping macroblocks whose residual is below a threshold
     /// (`static-threshold`).
     Vp8StaticThreshold(u32),
-    /// The VP8 template at libvpx's fastest real-time speed (`cpu-used=16`).
+    /// The VP8 template at libvpx's fastest real-time speed (`cpu-used=-16`).
     Vp8Speed16,
+    /// The VP8 template at another `cpu-used`: a negative one fixes libvpx's speed;
+    /// 0..=16 lets libvpx choose it, raising it while frames take longer than
+    /// (16 - cpu-used)/16 of their interval (so its cost and picture follow the load).
+    Vp8Speed(i8),
     /// The embedded H.264 template with x264 `ultrafast`.
     X264Ultrafast,
     /// The embedded H.264 template: x264 `superfast`.
@@ -53,8 +65,11 @@ pub enum Encoder {
 
 impl Encoder {
     /// Every setting measured.
-    pub const ALL: [Encoder; 8] = [
+    pub const ALL: [Encoder; 11] = [
         Encoder::Vp8,
+        Encoder::Vp8Speed(8),
+        Encoder::Vp8Speed(-4),
+        Encoder::Vp8Speed(-8),
         Encoder::Vp8Threads2,
         Encoder::Vp8StaticThreshold(300),
         Encoder::Vp8StaticThreshold(3000),
@@ -67,10 +82,12 @@ impl Encoder {
     /// Its name in the tables.
     pub fn label(self) -> String {
         match self {
-            Encoder::Vp8 => "VP8 (vp8enc cpu-used=8, 1 thread, default)".into(),
-            Encoder::Vp8Threads2 => "VP8 (vp8enc cpu-used=8, 2 threads)".into(),
-            Encoder::Vp8StaticThreshold(t) => format!("VP8 (vp8enc cpu-used=8, static-threshold={t})"),
-            Encoder::Vp8Speed16 => "VP8 (vp8enc cpu-used=16)".into(),
+            Encoder::Vp8 => format!("VP8 (vp8enc {}, 1 thread, default)", vp8_speed()),
+            Encoder::Vp8Threads2 => format!("VP8 (vp8enc {}, 2 threads)", vp8_speed()),
+            Encoder::Vp8StaticThreshold(t) => format!("VP8 (vp8enc {}, static-threshold={t})", vp8_speed()),
+            Encoder::Vp8Speed16 => "VP8 (vp8enc cpu-used=-16)".into(),
+            Encoder::Vp8Speed(n) if n >= 0 => format!("VP8 (vp8enc cpu-used={n}: automatic speed)"),
+            Encoder::Vp8Speed(n) => format!("VP8 (vp8enc cpu-used={n})"),
             Encoder::X264Ultrafast => "H.264 (x264 ultrafast)".into(),
             Encoder::X264Superfast => "H.264 (x264 superfast, default)".into(),
             Encoder::OpenH264 => "H.264 (openh264, low)".into(),
@@ -79,9 +96,11 @@ impl Encoder {
 
     fn codec(self) -> VideoCodec {
         match self {
-            Encoder::Vp8 | Encoder::Vp8Threads2 | Encoder::Vp8StaticThreshold(_) | Encoder::Vp8Speed16 => {
-                VideoCodec::Vp8
-            }
+            Encoder::Vp8
+            | Encoder::Vp8Threads2
+            | Encoder::Vp8StaticThreshold(_)
+            | Encoder::Vp8Speed16
+            | Encoder::Vp8Speed(_) => VideoCodec::Vp8,
             Encoder::X264Ultrafast | Encoder::X264Superfast | Encoder::OpenH264 => VideoCodec::H264,
         }
     }
@@ -98,9 +117,10 @@ impl Encoder {
         let embedded = encoder_description(&config, spec).map_err(|e| e.to_string())?;
         Ok(match self {
             Encoder::X264Ultrafast => embedded.replace("speed-preset=superfast", "speed-preset=ultrafast"),
-            Encoder::Vp8Speed16 => embedded.replace("cpu-used=8", "cpu-used=16"),
+            Encoder::Vp8Speed16 => embedded.replace(vp8_speed(), "cpu-used=-16"),
+            Encoder::Vp8Speed(n) => embedded.replace(vp8_speed(), &format!("cpu-used={n}")),
             Encoder::Vp8StaticThreshold(t) => {
-                embedded.replace("cpu-used=8", &format!("cpu-used=8 static-threshold={t}"))
+                embedded.replace(vp8_speed(), &format!("{} static-threshold={t}", vp8_speed()))
             }
             Encoder::Vp8 | Encoder::Vp8Threads2 | Encoder::X264Superfast | Encoder::OpenH264 => embedded,
         })
@@ -185,7 +205,8 @@ pub fn measure_all(photos: &std::path::Path) -> Result<Vec<EncodeRow>, String> {
             .collect::<Result<Vec<_>, _>>()?;
         for tier in &tiers {
             let raw = photo_pictures(&pictures, tier, tier.fps * SECONDS)?;
-            for encoder in [Encoder::Vp8, Encoder::X264Superfast] {
+            let vp8 = [Encoder::Vp8, Encoder::Vp8Speed(8), Encoder::Vp8Speed(-4), Encoder::Vp8Speed(-8)];
+            for encoder in vp8.into_iter().chain([Encoder::X264Superfast]) {
                 let row = measure(Content::Photographs, tier, encoder, &raw)?;
                 eprintln!("bench:   {}", row.line());
                 rows.push(row);

@@ -23,5 +23,8 @@ pub mod received;
 pub mod report;
 pub mod run;
 pub mod server;
+pub mod starved;
 pub mod sys;
+pub mod viewer;
+pub mod webrtcbin;
 pub mod whep;

@@ -138,7 +138,7 @@ impl PannedPicture {
     pub fn write_frame(&self, frame: u64, view: (u32, u32), out: &mut [u8]) {
         self.write_view(self.offset(frame, view.0), view, out);
         if self.marked {
-            // Grey marks (neutral chroma): a receiver's RGB then never clips.
+            // Grey marks (neutral chroma): their colour never clips, whatever a receiver converts them to.
             let (luma, chroma) = out.split_at_mut((view.0 * view.1) as usize);
             let half = (view.0 / 2) as usize;
             self.overlay_marks(frame, view.0, luma);

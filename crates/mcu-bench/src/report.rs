@@ -282,22 +282,10 @@ pub fn tables(r: &Results) -> String {
         let _ = writeln!(s, "{}", super::whep::markdown(whep));
     }
     if !r.received.is_empty() {
-        let _ = writeln!(s, "### 4f. What a receiver sees, beside what its room costs\n");
-        let _ = writeln!(
-            s,
-            "Four publishers each send a picture panned one pixel a frame at 640x360 (2 Mb/s VP8), one receiver asks for \
-             one tier; every cell of every frame it decodes is compared with the view its publisher sent, brought to the \
-             cell's size by a box filter (luma PSNR, SSIM over 8x8 windows): end to end, the publisher's encode \
-             included. \"talking head\": only the middle third of each picture moves. Photographs: scikit-image's \
-             motorcycle, coffee, cat and astronaut (Debian's python3-skimage). Name labels off (no source has them). Server cores: the room of 4 and its one \
-             receiver over the same seconds. Measured on {} with `mcu-bench all --only received`.\n",
-            r.received_date
-        );
-        let _ = writeln!(s, "{}", super::received::ReceivedRow::header());
-        for row in &r.received {
-            let _ = writeln!(s, "{}", row.line());
-        }
-        let _ = writeln!(s);
+        let _ = writeln!(s, "{}", super::received::markdown(&r.received, &r.received_date));
+    }
+    if !r.starved.is_empty() {
+        let _ = writeln!(s, "{}", super::starved::markdown(&r.starved, &r.starved_date));
     }
 
     let _ = writeln!(s, "### 5. Memory\n");

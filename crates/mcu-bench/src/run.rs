@@ -116,6 +116,12 @@ pub struct Results {
     /// When the received-picture runs were made (UTC).
     #[serde(default)]
     pub received_date: String,
+    /// What a receiver sees on a quiet and a starved machine, per VP8 encoder setting.
+    #[serde(default)]
+    pub starved: Vec<super::starved::StarvedRow>,
+    /// When the starved-machine runs were made (UTC).
+    #[serde(default)]
+    pub starved_date: String,
 }
 
 impl Results {
@@ -164,6 +170,16 @@ impl Results {
             self.received = earlier.received;
             self.received_date = earlier.received_date;
         }
+        if measured("starved") {
+            // Rows of other server builds (a comparison) stay, before this one's.
+            let measured: Vec<String> = self.starved.iter().map(|r| r.server.clone()).collect();
+            let mut rows: Vec<_> = earlier.starved.into_iter().filter(|r| !measured.contains(&r.server)).collect();
+            rows.append(&mut self.starved);
+            self.starved = rows;
+        } else {
+            self.starved = earlier.starved;
+            self.starved_date = earlier.starved_date;
+        }
     }
 
     /// Largest single room that passed with `content`.
@@ -207,7 +223,7 @@ pub(super) fn passes(w: &Window) -> bool {
 }
 
 /// Runs every measurement.
-/// Runs the parts in `only` (all when empty): connect, encode, labels, whep, received, mixing,
+/// Runs the parts in `only` (all when empty): connect, encode, labels, whep, received, starved, mixing,
 /// join, profile, limit, capacity, audio.
 pub async fn all(media_dir: &Path, work: &Path, timing: Timing, only: &[String]) -> Result<Results, String> {
     let want = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
@@ -253,6 +269,14 @@ pub async fn all(media_dir: &Path, work: &Path, timing: Timing, only: &[String])
         sleep(1.0).await;
         r.received = super::received::measure(&server.url, server.pid(), &media_dir.join("photos")).await?;
         r.received_date = date();
+    }
+    if want("starved") {
+        eprintln!("bench: [0/5] photographs at high on a quiet and a starved machine, per VP8 encoder setting");
+        // `MCU_BENCH_SERVER` names another build run through `MCU_BIN`, whose rows
+        // then stay beside this build's.
+        let server = std::env::var("MCU_BENCH_SERVER").unwrap_or_else(|_| "this build".to_owned());
+        r.starved = super::starved::measure(work, &media_dir.join("photos"), &server).await?;
+        r.starved_date = date();
     }
     if !["mixing", "join", "profile", "limit", "capacity", "audio"].iter().any(|p| want(p)) {
         return Ok(r);

@@ -84,6 +84,21 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
     v[rank.clamp(1, v.len()) - 1]
 }
 
+/// UDP datagrams the kernel dropped because a socket's receive buffer was full, on
+/// the whole machine since boot (`RcvbufErrors` of `/proc/net/snmp`): on loopback the
+/// only way a packet is lost before a process reads it.
+pub fn udp_receive_buffer_drops() -> u64 {
+    let Ok(snmp) = std::fs::read_to_string("/proc/net/snmp") else { return 0 };
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else { return 0 };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

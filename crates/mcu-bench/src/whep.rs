@@ -79,7 +79,7 @@ pub async fn measure(url: &str, pid: u32, date: String) -> Result<WhepLoad, Stri
         let packets = |c: &Client| c.received.video_bytes.load(Ordering::Relaxed);
         let before: Vec<u64> = viewers.iter().map(frames).collect();
         let bytes_before: u64 = viewers.iter().map(packets).sum();
-        let decoded_before = decoding.received.frames_decoded.load(Ordering::Relaxed);
+        let decoded_before = decoding.received.frames_decoded();
         let cpu_before = sys::cpu_seconds(Some(pid)).ok_or("cannot read the server's CPU time")?;
         tokio::time::sleep(Duration::from_secs(WINDOW_S)).await;
         let cpu = sys::cpu_seconds(Some(pid)).ok_or("cannot read the server's CPU time")? - cpu_before;
@@ -92,7 +92,7 @@ pub async fn measure(url: &str, pid: u32, date: String) -> Result<WhepLoad, Stri
             server_cores: cpu / window,
             min_fps: fps.first().copied().unwrap_or(0.0),
             median_fps: sys::percentile(&fps, 50.0),
-            decoded_fps: (decoding.received.frames_decoded.load(Ordering::Relaxed) - decoded_before) as f64 / window,
+            decoded_fps: (decoding.received.frames_decoded() - decoded_before) as f64 / window,
             sent_mbps: sent as f64 * 8.0 / window / 1e6,
         };
         eprintln!(

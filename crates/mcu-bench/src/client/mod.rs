@@ -28,7 +28,8 @@ use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 
 pub use answer::{apply_answer, split_candidates};
-pub use receive::{Received, RgbFrame};
+pub(crate) use receive::jitter_counts;
+pub use receive::{DecodedFrame, FrameTap, Received, VideoLosses};
 
 use mcu::media::codec::VideoCodec;
 use mcu::rtc::codecs::{VP8_PAYLOAD_TYPE, h264_fmtp, opus_capability, video_capability};

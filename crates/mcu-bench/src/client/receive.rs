@@ -21,9 +21,12 @@ use mcu::media::template::{self, render};
 /// Seconds of received audio kept for analysis.
 const AUDIO_KEPT_SAMPLES: usize = 48_000 * 3;
 
-/// A decoded picture.
+/// A decoded picture, as the decoder gave it (I420): luma is read as it is, so a
+/// quality measure sees the codec's error and not a colour conversion's (a round
+/// trip through 8-bit RGB alone costs natural pictures ~40 dB PSNR-Y: saturated
+/// colours clip).
 #[derive(Clone)]
-pub struct RgbFrame {
+pub struct DecodedFrame {
     /// Width in pixels.
     pub width: u32,
     /// Height in pixels.
@@ -31,61 +34,145 @@ pub struct RgbFrame {
     sample: gst::Sample,
 }
 
-impl RgbFrame {
-    /// The colour at `(x, y)` as `[r, g, b]`, averaged over a 9x9 block to ignore
-    /// codec noise.
-    pub fn rgb_at(&self, x: u32, y: u32) -> Option<[u8; 3]> {
-        let buffer = self.sample.buffer()?;
-        let caps = self.sample.caps()?;
-        let info = gst_video::VideoInfo::from_caps(caps).ok()?;
-        let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).ok()?;
-        let stride = frame.plane_stride()[0] as usize;
-        let data = frame.plane_data(0).ok()?;
-        let mut sum = [0u64; 3];
-        let mut n = 0u64;
-        for yy in y.saturating_sub(4)..(y + 5).min(self.height) {
-            for xx in x.saturating_sub(4)..(x + 5).min(self.width) {
-                let i = yy as usize * stride + xx as usize * 3;
-                for c in 0..3 {
-                    sum[c] += u64::from(data[i + c]);
-                }
-                n += 1;
-            }
-        }
-        (n > 0).then(|| [(sum[0] / n) as u8, (sum[1] / n) as u8, (sum[2] / n) as u8])
+impl DecodedFrame {
+    /// A frame of I420 `sample`; `None` when its caps say no size.
+    pub(crate) fn new(sample: gst::Sample) -> Option<Self> {
+        let info = sample.caps().and_then(|c| gst_video::VideoInfo::from_caps(c).ok())?;
+        Some(Self { width: info.width(), height: info.height(), sample })
     }
 
-    /// The studio-range luma (BT.601, 16..=235, as in the I420 the server composes)
-    /// of the `width` x `height` block at `(x, y)`, row by row; `None` when the block
-    /// is not inside the frame.
+    /// The colour at `(x, y)` as `[r, g, b]`, averaged over a 9x9 block to ignore
+    /// codec noise (BT.601 studio range, what VP8 and H.264 decoders output).
+    pub fn rgb_at(&self, x: u32, y: u32) -> Option<[u8; 3]> {
+        let (x0, x1) = (x.saturating_sub(4), (x + 5).min(self.width));
+        let (y0, y1) = (y.saturating_sub(4), (y + 5).min(self.height));
+        if x0 >= x1 || y0 >= y1 {
+            return None;
+        }
+        let mean = |plane: u32, sub: u32| -> Option<f64> {
+            self.with_plane(plane, |data, stride| {
+                let (mut sum, mut n) = (0u64, 0u64);
+                for yy in y0 / sub..=(y1 - 1) / sub {
+                    for xx in x0 / sub..=(x1 - 1) / sub {
+                        sum += u64::from(data[yy as usize * stride + xx as usize]);
+                        n += 1;
+                    }
+                }
+                sum as f64 / n as f64
+            })
+        };
+        let (l, u, v) = (mean(0, 1)? - 16.0, mean(1, 2)? - 128.0, mean(2, 2)? - 128.0);
+        let clamp = |c: f64| c.round().clamp(0.0, 255.0) as u8;
+        Some([clamp(1.164 * l + 1.596 * v), clamp(1.164 * l - 0.392 * u - 0.813 * v), clamp(1.164 * l + 2.017 * u)])
+    }
+
+    /// The luma (studio range, 16..=235) of the `width` x `height` block at `(x, y)`,
+    /// row by row; `None` when the block is not inside the frame.
     pub fn luma_block(&self, x: u32, y: u32, width: u32, height: u32) -> Option<Vec<u8>> {
         if x + width > self.width || y + height > self.height {
             return None;
         }
+        self.with_plane(0, |data, stride| {
+            let mut out = Vec::with_capacity((width * height) as usize);
+            for row in y..y + height {
+                out.extend_from_slice(&data[row as usize * stride + x as usize..][..width as usize]);
+            }
+            out
+        })
+    }
+
+    /// Runs `read` on plane `index` (0 Y, 1 U, 2 V) and its stride.
+    fn with_plane<T>(&self, index: u32, read: impl FnOnce(&[u8], usize) -> T) -> Option<T> {
         let buffer = self.sample.buffer()?;
         let info = gst_video::VideoInfo::from_caps(self.sample.caps()?).ok()?;
         let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).ok()?;
-        let stride = frame.plane_stride()[0] as usize;
-        let data = frame.plane_data(0).ok()?;
-        let mut out = Vec::with_capacity((width * height) as usize);
-        for yy in y..y + height {
-            for xx in x..x + width {
-                let i = yy as usize * stride + xx as usize * 3;
-                let (r, g, b) = (f64::from(data[i]), f64::from(data[i + 1]), f64::from(data[i + 2]));
-                out.push((16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0).round() as u8);
-            }
+        let stride = usize::try_from(*frame.plane_stride().get(index as usize)?).ok()?;
+        Some(read(frame.plane_data(index).ok()?, stride))
+    }
+}
+
+/// The latest decoded frame of a stream, and every frame to one watcher while
+/// someone watches.
+#[derive(Default)]
+pub struct FrameTap {
+    latest: Mutex<Option<DecodedFrame>>,
+    /// Frames decoded.
+    pub decoded: AtomicU64,
+    observer: Mutex<Option<std::sync::mpsc::SyncSender<DecodedFrame>>>,
+}
+
+impl FrameTap {
+    /// Takes a decoded sample (on the decoder's streaming thread).
+    pub(crate) fn push(&self, sample: gst::Sample) {
+        let Some(frame) = DecodedFrame::new(sample) else { return };
+        if let Ok(observer) = self.observer.lock()
+            && let Some(observer) = observer.as_ref()
+        {
+            let _ = observer.try_send(frame.clone());
         }
-        Some(out)
+        if let Ok(mut latest) = self.latest.lock() {
+            *latest = Some(frame);
+        }
+        self.decoded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The latest frame.
+    pub fn latest(&self) -> Option<DecodedFrame> {
+        self.latest.lock().ok()?.clone()
+    }
+
+    /// Every frame decoded from now on, in order (up to `backlog` waiting: frames
+    /// beyond are not sent, and the watcher sees the gap in their count).
+    pub fn observe(&self, backlog: usize) -> std::sync::mpsc::Receiver<DecodedFrame> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(backlog);
+        if let Ok(mut observer) = self.observer.lock() {
+            *observer = Some(tx);
+        }
+        rx
+    }
+
+    /// Stops sending frames to the watcher.
+    pub fn stop_observing(&self) {
+        if let Ok(mut observer) = self.observer.lock() {
+            *observer = None;
+        }
+    }
+}
+
+/// What a jitter buffer counted (its `stats`): packets it gave up on, and those that
+/// came after their deadline.
+pub(crate) fn jitter_counts(jitter: &gst::Element) -> (u64, u64) {
+    let stats = jitter.property::<gst::Structure>("stats");
+    (stats.get::<u64>("num-lost").unwrap_or(0), stats.get::<u64>("num-late").unwrap_or(0))
+}
+
+/// Where a receiver's composite lost packets (counts since it joined).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VideoLosses {
+    /// Packets its jitter buffer gave up on.
+    pub lost: u64,
+    /// Packets that came after their deadline (also counted in `lost`).
+    pub late: u64,
+    /// Keyframes its decoder asked for.
+    pub keyframe_requests: u64,
+}
+
+impl VideoLosses {
+    /// What happened between `earlier` and `self`.
+    pub fn since(self, earlier: Self) -> Self {
+        Self {
+            lost: self.lost.saturating_sub(earlier.lost),
+            late: self.late.saturating_sub(earlier.late),
+            keyframe_requests: self.keyframe_requests.saturating_sub(earlier.keyframe_requests),
+        }
     }
 }
 
 /// Everything received so far.
 #[derive(Default)]
 pub struct Received {
-    /// The latest decoded composite frame.
-    pub latest_frame: Mutex<Option<RgbFrame>>,
-    /// Composite frames decoded.
-    pub frames_decoded: AtomicU64,
+    /// The decoded composite.
+    pub video: FrameTap,
     /// Video RTP packets received.
     pub video_packets: AtomicU64,
     /// Bytes of video RTP received.
@@ -98,21 +185,26 @@ pub struct Received {
     pub audio_packets: AtomicU64,
     /// Keyframes received (counted from the RTP payload, before decoding).
     pub keyframes: AtomicU64,
+    /// Keyframes this receiver's decoder asked for (PLIs sent): at the start and
+    /// after each loss it could not recover.
+    pub keyframe_requests: Arc<AtomicU64>,
     /// The last seconds of decoded audio (48 kHz mono).
     pub audio: Mutex<VecDeque<i16>>,
     /// SSRC of the composite track, once it arrived.
     video_ssrc: Mutex<Option<u32>>,
     /// The codec the composite arrives in (`VP8`, `H264`), once it arrived.
     pub video_codec: Mutex<Option<String>>,
-    /// Where every decoded frame is also sent, once someone watches them all.
-    observer: Mutex<Option<std::sync::mpsc::SyncSender<RgbFrame>>>,
     pipelines: Mutex<Vec<gst::Pipeline>>,
 }
 
 impl Received {
     /// The latest composite frame.
-    pub fn frame(&self) -> Option<RgbFrame> {
-        self.latest_frame.lock().ok()?.clone()
+    pub fn frame(&self) -> Option<DecodedFrame> {
+        self.video.latest()
+    }
+    /// Composite frames decoded so far.
+    pub fn frames_decoded(&self) -> u64 {
+        self.video.decoded.load(Ordering::Relaxed)
     }
     /// A copy of the last `samples` audio samples (fewer if not yet received).
     pub fn recent_audio(&self, samples: usize) -> Vec<i16> {
@@ -136,19 +228,21 @@ impl Received {
     }
     /// Every composite frame decoded from now on, in order (up to `backlog` waiting:
     /// frames beyond are not sent, and the watcher sees the gap in their count).
-    pub fn observe_frames(&self, backlog: usize) -> std::sync::mpsc::Receiver<RgbFrame> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(backlog);
-        if let Ok(mut observer) = self.observer.lock() {
-            *observer = Some(tx);
-        }
-        rx
+    pub fn observe_frames(&self, backlog: usize) -> std::sync::mpsc::Receiver<DecodedFrame> {
+        self.video.observe(backlog)
     }
 
     /// Stops sending frames to the watcher.
     pub fn stop_observing(&self) {
-        if let Ok(mut observer) = self.observer.lock() {
-            *observer = None;
-        }
+        self.video.stop_observing();
+    }
+
+    /// What the composite's jitter buffer counted so far: packets it gave up on
+    /// (never came, or came after their deadline) and packets that came too late.
+    pub fn video_losses(&self) -> Option<VideoLosses> {
+        let pipelines = self.pipelines.lock().ok()?;
+        let (lost, late) = jitter_counts(&pipelines.iter().find_map(|p| p.by_name("jitter"))?);
+        Some(VideoLosses { lost, late, keyframe_requests: self.keyframe_requests.load(Ordering::Relaxed) })
     }
 
     /// Forgets the audio received so far (to analyse only what comes next).
@@ -230,22 +324,7 @@ fn start_video_decoder(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let size = sample
-                    .caps()
-                    .and_then(|c| gst_video::VideoInfo::from_caps(c).ok())
-                    .map(|i| (i.width(), i.height()));
-                if let Some((width, height)) = size
-                    && let Ok(mut latest) = sink_received.latest_frame.lock()
-                {
-                    let frame = RgbFrame { width, height, sample };
-                    if let Ok(observer) = sink_received.observer.lock()
-                        && let Some(observer) = observer.as_ref()
-                    {
-                        let _ = observer.try_send(frame.clone());
-                    }
-                    *latest = Some(frame);
-                    sink_received.frames_decoded.fetch_add(1, Ordering::Relaxed);
-                }
+                sink_received.video.push(sample);
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
@@ -257,8 +336,10 @@ fn start_video_decoder(
     }
     let (pli_tx, mut pli_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     if let Some(pad) = appsrc.static_pad("src") {
+        let counted = Arc::clone(&received.keyframe_requests);
         pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
             if info.event().is_some_and(|e| gst_video::UpstreamForceKeyUnitEvent::parse(e).is_ok()) {
+                counted.fetch_add(1, Ordering::Relaxed);
                 let _ = pli_tx.send(());
             }
             gst::PadProbeReturn::Ok

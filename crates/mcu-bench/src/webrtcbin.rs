@@ -2,6 +2,7 @@
 //! GStreamer's own DTLS/SRTP and RTP stack): a WebRTC implementation independent of
 //! the server's webrtc-rs, speaking to it only through SDP over HTTP.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,20 +12,32 @@ use gstreamer_app as gst_app;
 use gstreamer_sdp as gst_sdp;
 use gstreamer_webrtc as gst_webrtc;
 
+use crate::client::{DecodedFrame, FrameTap, VideoLosses};
+
 const VP8_CAPS: &str = "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000";
 const OPUS_CAPS: &str =
     "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,encoding-params=(string)2";
 
-/// The latest decoded picture: RGB, width, height.
-type Picture = Arc<Mutex<Option<(Vec<u8>, u32, u32)>>>;
+/// How a viewer depayloads its video: what it does about a packet it never got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossHandling {
+    /// GStreamer's defaults: the frames after a gap are decoded as they are (against
+    /// a reference that lacks what was lost), and no keyframe is asked for.
+    DecodeThrough,
+    /// `wait-for-keyframe` and `request-keyframe`: after a gap nothing is shown until
+    /// the keyframe the viewer asks for (PLI), as browsers do.
+    WaitForKeyframe,
+}
 
 /// A `webrtcbin` session set up over WHIP or WHEP.
 pub struct WebrtcbinSession {
     pipeline: gst::Pipeline,
     /// The session resource (the `Location` of the `POST`).
     pub location: String,
-    /// The latest decoded picture (RGB, width, height), for a viewer.
-    pub frame: Picture,
+    /// The decoded composite (I420), for a viewer.
+    pub video: Arc<FrameTap>,
+    /// Keyframes the viewer's depayloader asked for.
+    keyframe_requests: Arc<AtomicU64>,
     /// Decoded audio (48 kHz mono), for a viewer.
     pub audio: Arc<Mutex<Vec<i16>>>,
 }
@@ -86,9 +99,15 @@ impl WebrtcbinSession {
         Self::negotiate(pipeline, &rtc, &format!("{base}/whip/{room}"))
     }
 
-    /// Watches `{base}/whep/{room}`: decodes the composite to RGB and the mix to PCM.
-    /// Blocking.
+    /// Watches `{base}/whep/{room}` with GStreamer's defaults: decodes the composite
+    /// and the mix to PCM. Blocking.
     pub fn view(base: &str, room: &str) -> Result<Self, String> {
+        Self::view_with(base, room, LossHandling::DecodeThrough)
+    }
+
+    /// Watches `{base}/whep/{room}`, handling lost video packets as `losses` says.
+    /// Blocking.
+    pub fn view_with(base: &str, room: &str, losses: LossHandling) -> Result<Self, String> {
         gst::init().map_err(|e| e.to_string())?;
         let pipeline = gst::Pipeline::new();
         let rtc = gst::ElementFactory::make("webrtcbin")
@@ -103,23 +122,40 @@ impl WebrtcbinSession {
                 &[&gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &caps],
             );
         }
-        let frame = Arc::new(Mutex::new(None));
-        let audio = Arc::new(Mutex::new(Vec::new()));
-        let (frames, samples) = (Arc::clone(&frame), Arc::clone(&audio));
-        let bin = pipeline.clone();
+        let sinks = Sinks {
+            video: Arc::new(FrameTap::default()),
+            keyframe_requests: Arc::new(AtomicU64::new(0)),
+            audio: Arc::new(Mutex::new(Vec::new())),
+        };
+        let (pad_sinks, bin) = (sinks.clone(), pipeline.clone());
         rtc.connect_pad_added(move |_, pad| {
             if pad.direction() != gst::PadDirection::Src {
                 return;
             }
-            if let Err(e) = decode_into(&bin, pad, &frames, &samples) {
+            if let Err(e) = decode_into(&bin, pad, &pad_sinks, losses) {
                 eprintln!("webrtcbin viewer: {e}");
             }
         });
         pipeline.set_state(gst::State::Playing).map_err(|e| format!("cannot play: {e}"))?;
         let mut session = Self::negotiate(pipeline, &rtc, &format!("{base}/whep/{room}"))?;
-        session.frame = frame;
-        session.audio = audio;
+        session.video = sinks.video;
+        session.keyframe_requests = sinks.keyframe_requests;
+        session.audio = sinks.audio;
         Ok(session)
+    }
+
+    /// What the video jitter buffer of this viewer's RTP stack counted, and the
+    /// keyframes it asked for.
+    pub fn video_losses(&self) -> Option<VideoLosses> {
+        let jitter = self.pipeline.iterate_recurse().into_iter().flatten().find(|e| {
+            e.factory().is_some_and(|f| f.name() == "rtpjitterbuffer")
+                && e.static_pad("src")
+                    .and_then(|p| p.current_caps())
+                    .and_then(|c| c.structure(0).and_then(|s| s.get::<String>("media").ok()))
+                    .is_some_and(|m| m == "video")
+        })?;
+        let (lost, late) = crate::client::jitter_counts(&jitter);
+        Some(VideoLosses { lost, late, keyframe_requests: self.keyframe_requests.load(Ordering::Relaxed) })
     }
 
     /// Offer, gather every candidate (the server takes no trickle), `POST`, answer.
@@ -160,18 +196,12 @@ impl WebrtcbinSession {
         let message = gst_sdp::SDPMessage::parse_buffer(answer.as_bytes()).map_err(|e| e.to_string())?;
         let answer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, message);
         rtc.emit_by_name::<()>("set-remote-description", &[&answer, &None::<gst::Promise>]);
-        Ok(Self { pipeline, location, frame: Arc::default(), audio: Arc::default() })
+        Ok(Self { pipeline, location, video: Arc::default(), keyframe_requests: Arc::default(), audio: Arc::default() })
     }
 
-    /// The RGB pixel at `(x, y)` of the latest picture.
+    /// The colour at `(x, y)` of the latest picture (averaged over 9x9 pixels).
     pub fn rgb_at(&self, x: u32, y: u32) -> Option<[u8; 3]> {
-        let frame = self.frame.lock().unwrap();
-        let (data, width, height) = frame.as_ref()?;
-        if x >= *width || y >= *height {
-            return None;
-        }
-        let at = ((y * width + x) * 3) as usize;
-        Some([data[at], data[at + 1], data[at + 2]])
+        self.video.latest().and_then(|f: DecodedFrame| f.rgb_at(x, y))
     }
 }
 
@@ -189,56 +219,62 @@ fn launch(description: &str) -> Result<gst::Pipeline, String> {
         .map_err(|_| "not a pipeline".to_owned())
 }
 
-/// A received stream, decoded into the shared picture or sample buffer.
-fn decode_into(
-    pipeline: &gst::Pipeline,
-    pad: &gst::Pad,
-    frame: &Picture,
-    audio: &Arc<Mutex<Vec<i16>>>,
-) -> Result<(), String> {
+/// Where a viewer's decoded streams go.
+#[derive(Clone)]
+struct Sinks {
+    video: Arc<FrameTap>,
+    keyframe_requests: Arc<AtomicU64>,
+    audio: Arc<Mutex<Vec<i16>>>,
+}
+
+/// A received stream, decoded into the viewer's sinks.
+fn decode_into(pipeline: &gst::Pipeline, pad: &gst::Pad, sinks: &Sinks, losses: LossHandling) -> Result<(), String> {
     let caps = pad.current_caps().or_else(|| Some(pad.query_caps(None))).ok_or("no caps")?;
     let media = caps.structure(0).and_then(|s| s.get::<String>("media").ok()).unwrap_or_default();
-    let description = if media == "video" {
-        "rtpvp8depay ! vp8dec ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false max-buffers=2 drop=true"
-    } else {
-        "rtpopusdepay ! opusdec ! audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1 \
-         ! appsink name=sink sync=false"
+    let description = match (media == "video", losses) {
+        (true, LossHandling::DecodeThrough) => {
+            "rtpvp8depay name=depay ! vp8dec ! videoconvert ! video/x-raw,format=I420 \
+             ! appsink name=sink sync=false max-buffers=2 drop=true"
+        }
+        (true, LossHandling::WaitForKeyframe) => {
+            "rtpvp8depay name=depay wait-for-keyframe=true request-keyframe=true ! vp8dec ! videoconvert \
+             ! video/x-raw,format=I420 ! appsink name=sink sync=false max-buffers=2 drop=true"
+        }
+        (false, _) => {
+            "rtpopusdepay ! opusdec ! audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1 \
+             ! appsink name=sink sync=false"
+        }
     };
     let bin = gst::parse::bin_from_description(description, true).map_err(|e| e.to_string())?;
     let sink = bin.by_name("sink").and_then(|s| s.downcast::<gst_app::AppSink>().ok()).ok_or("no appsink")?;
     if media == "video" {
-        let frame = Arc::clone(frame);
+        let video = Arc::clone(&sinks.video);
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let info = sample
-                        .caps()
-                        .and_then(|c| gstreamer_video::VideoInfo::from_caps(c).ok())
-                        .ok_or(gst::FlowError::Error)?;
-                    let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
-                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                    // Rows are padded to 4 bytes: keep them tight.
-                    let stride = info.stride()[0] as usize;
-                    let row = info.width() as usize * 3;
-                    let mut rgb = Vec::with_capacity(row * info.height() as usize);
-                    for y in 0..info.height() as usize {
-                        rgb.extend_from_slice(&map[y * stride..y * stride + row]);
-                    }
-                    *frame.lock().unwrap() = Some((rgb, info.width(), info.height()));
+                    video.push(sink.pull_sample().map_err(|_| gst::FlowError::Eos)?);
                     Ok(gst::FlowSuccess::Ok)
                 })
                 .build(),
         );
+        if let Some(depay_sink) = bin.by_name("depay").and_then(|d| d.static_pad("sink")) {
+            let requests = Arc::clone(&sinks.keyframe_requests);
+            depay_sink.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+                if info.event().is_some_and(|e| gstreamer_video::UpstreamForceKeyUnitEvent::parse(e).is_ok()) {
+                    requests.fetch_add(1, Ordering::Relaxed);
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
     } else {
-        let audio = Arc::clone(audio);
+        let audio = Arc::clone(&sinks.audio);
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                     let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
                     let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                    let mut pcm = audio.lock().unwrap();
+                    let mut pcm = audio.lock().unwrap_or_else(|p| p.into_inner());
                     pcm.extend(map.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
                     // Keep the last few seconds.
                     let excess = pcm.len().saturating_sub(48_000 * 4);
